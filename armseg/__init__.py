@@ -1,0 +1,1 @@
+"""armseg: ultrasound arm segmentation, every step an MLflow run."""

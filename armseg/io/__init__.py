@@ -1,0 +1,1 @@
+"""Reading and writing what users have: images, the OpenArm tree, label values."""

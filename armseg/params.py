@@ -1,0 +1,54 @@
+"""Command-line values as MLflow and argparse hand them over, turned into typed values.
+
+`mlflow run -P subjects="SubB SubF"` arrives as one quoted string while `armseg predict
+--subjects SubB SubF` arrives as a list; optional MLproject parameters default to ''.
+Every conversion error names the parameter, in the user's own spelling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from armseg.errors import ArmsegError
+
+T = TypeVar("T")
+
+
+def split_list(values: Sequence[str] | str | None) -> list[str]:
+    """Flatten `--x a b`, `--x "a b"` and `-P x=a,b` into ['a', 'b']."""
+    if values is None:
+        return []
+    if isinstance(values, str):
+        values = [values]
+    return [part for value in values for part in str(value).replace(",", " ").split()]
+
+
+def empty_as_none(value: str | None) -> str | None:
+    """MLproject parameters default to '' for 'not given'; the code sees None."""
+    return None if value is None or str(value).strip() == "" else value
+
+
+def typed_list(values: Sequence[str] | str | None, name: str,
+               kind: Callable[[str], T] = float) -> list[T]:
+    """Numbers from a list parameter; a bad item names the parameter and the item."""
+    items = []
+    for item in split_list(values):
+        try:
+            items.append(kind(item))
+        except ValueError as error:
+            raise ArmsegError(f"--{name.replace('_', '-')}: '{item}' is not a "
+                              f"{getattr(kind, '__name__', 'value')}") from error
+    return items
+
+
+def typed_value(value: str | None, name: str, kind: Callable[[str], T]) -> T | None:
+    """One optional typed parameter ('' and None mean not given)."""
+    value = empty_as_none(value)
+    if value is None:
+        return None
+    try:
+        return kind(value)
+    except ValueError as error:
+        raise ArmsegError(f"--{name.replace('_', '-')}: '{value}' is not a "
+                          f"{getattr(kind, '__name__', 'value')}") from error

@@ -1,0 +1,106 @@
+"""Every armseg step is one MLflow run that ends FINISHED, FAILED or KILLED, never RUNNING."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import mlflow
+from mlflow.entities import RunStatus
+
+from armseg.errors import ArmsegError
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+STAGE_TAG = "armseg.stage"
+ERROR_TAG = "armseg.error"
+# MLflow refuses longer parameter values; long lists are cut with a marker rather than failing.
+_PARAM_LIMIT = 6000
+
+
+def configure_tracking() -> str:
+    """Use MLFLOW_TRACKING_URI when set (server, `mlflow run`), else the embedded SQLite store."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def _param_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        value = " ".join(str(v) for v in value)
+    text = str(value)
+    return text if len(text) <= _PARAM_LIMIT else text[: _PARAM_LIMIT - 3] + "..."
+
+
+def log_params_flat(params: Mapping[str, Any]) -> None:
+    """Log parameters as MLflow strings (lists space-joined, None as 'None')."""
+    if params:
+        mlflow.log_params({key: _param_value(value) for key, value in params.items()})
+
+
+@contextmanager
+def stage_run(
+    stage: str,
+    params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
+    run_name: str | None = None,
+    nested: bool | None = None,
+    announce: bool = True,
+) -> Iterator[mlflow.ActiveRun]:
+    """Open a run tagged `armseg.stage`, log params, and always close it with a true status.
+
+    Inside another active run (the demo, a tune parent) the run nests; started by
+    `mlflow run`, MLflow resumes the run it created (MLFLOW_RUN_ID). A user mistake or crash
+    ends it FAILED with the sentence as the `armseg.error` tag; Ctrl-C ends it KILLED.
+    """
+    if nested is None:
+        nested = mlflow.active_run() is not None
+    run = mlflow.start_run(run_name=run_name, nested=nested)
+    try:
+        mlflow.set_tags({STAGE_TAG: stage, **(tags or {})})
+        log_params_flat(params or {})
+        if announce:
+            print(f"[armseg {stage}] MLflow run {run.info.run_id} "
+                  f"(experiment {run.info.experiment_id}) at {mlflow.get_tracking_uri()}")
+        yield run
+    except KeyboardInterrupt:
+        _end(run, RunStatus.KILLED, "interrupted")
+        raise
+    except BaseException as error:
+        _end(run, RunStatus.FAILED, _one_line(error))
+        raise
+    else:
+        mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    message = text[0] if text else type(error).__name__
+    return message if isinstance(error, ArmsegError) else f"{type(error).__name__}: {message}"
+
+
+def _end(run: mlflow.ActiveRun, status: int, message: str) -> None:
+    """End `run` (and anything still open inside it) with `status`, recording why."""
+    client = mlflow.MlflowClient()
+    while (active := mlflow.active_run()) is not None and active.info.run_id != run.info.run_id:
+        mlflow.end_run(RunStatus.to_string(status))
+    try:
+        client.set_tag(run.info.run_id, ERROR_TAG, message[:5000])
+    finally:
+        mlflow.end_run(RunStatus.to_string(status))
+
+
+def mark_env_run_failed(message: str) -> None:
+    """Under `mlflow run`, an error before any run opened must still fail the run it made."""
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if not run_id:
+        return
+    client = mlflow.MlflowClient()
+    try:
+        run = client.get_run(run_id)
+    except Exception:  # the store may be what failed; the one-line error is already printed
+        return
+    if run.info.status == RunStatus.to_string(RunStatus.RUNNING):
+        client.set_tag(run_id, ERROR_TAG, message[:5000])
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
