@@ -1,0 +1,76 @@
+"""How a trained U-Net is stored in MLflow, in one place for `train` (writes) and `predict` (reads).
+
+The logged model carries what inference needs in its MLflow metadata (`armseg` key): the pad
+multiple, the label map, the slice axis and the group, so a model found by any URI form
+predicts correctly without looking up the run that made it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import mlflow
+import numpy as np
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.models import ModelSignature
+from mlflow.types import Schema, TensorSpec
+
+from armseg.io.labels import DEFAULT_LABEL_MAP, LabelMap
+
+REGISTERED_MODEL = "armseg-unet"
+MODEL_ARTIFACT = "model"
+GROUP_TAG = "armseg.group"
+
+
+@dataclass(frozen=True)
+class InferenceInfo:
+    """What inference needs to know about a logged U-Net besides its weights."""
+
+    pad_multiple: int
+    label_map: LabelMap = DEFAULT_LABEL_MAP
+    slice_axis: int = 2
+    group: str | None = None
+
+    def to_metadata(self) -> dict[str, Any]:
+        return {"armseg": {"pad_multiple": self.pad_multiple, "label_map": self.label_map.to_json(),
+                           "slice_axis": self.slice_axis, "group": self.group}}
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, Any] | None) -> InferenceInfo:
+        info = (metadata or {}).get("armseg", {})
+        label_json = info.get("label_map")
+        return cls(pad_multiple=int(info.get("pad_multiple", 16)),
+                   label_map=LabelMap.from_json(label_json) if label_json else DEFAULT_LABEL_MAP,
+                   slice_axis=int(info.get("slice_axis", 2)), group=info.get("group"))
+
+
+def unet_signature(num_classes: int) -> ModelSignature:
+    """Batches of single-channel slices of any size in, per-pixel class probabilities out."""
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, -1, 1), "image")]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, -1, num_classes), "probabilities")]),
+    )
+
+
+def log_unet(model: keras.Model, info: InferenceInfo, register: bool = True) -> ModelVersion | None:
+    """Log the model into the active run and, unless told not to, register a version of it."""
+    logged = mlflow.keras.log_model(
+        model, name=MODEL_ARTIFACT, signature=unet_signature(int(model.output_shape[-1])),
+        metadata=info.to_metadata(),
+        registered_model_name=REGISTERED_MODEL if register else None,
+    )
+    if not register or logged.registered_model_version is None:
+        return None
+    client = mlflow.MlflowClient()
+    version = str(logged.registered_model_version)
+    if info.group:
+        client.set_model_version_tag(REGISTERED_MODEL, version, GROUP_TAG, info.group)
+    return client.get_model_version(REGISTERED_MODEL, version)
+
+
+def load_unet(model_uri: str) -> tuple[keras.Model, InferenceInfo]:
+    """The Keras model and its inference metadata, from any MLflow model URI."""
+    metadata = mlflow.models.get_model_info(model_uri).metadata
+    return mlflow.keras.load_model(model_uri), InferenceInfo.from_metadata(metadata)
