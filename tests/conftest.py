@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
 from pathlib import Path
 
 import mlflow
@@ -15,10 +17,29 @@ TINY_SIZE = (48, 64)
 TINY_SLICES = 12
 
 
+@pytest.fixture(scope="session")
+def template_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An initialised SQLite store, made once: creating one costs seconds, copying it milliseconds."""
+    folder = tmp_path_factory.mktemp("mlflow_template")
+    previous = Path.cwd()
+    os.chdir(folder)  # the Default experiment records its artifact folder from here
+    try:
+        mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").search_experiments()
+    finally:
+        os.chdir(previous)
+    return folder / "mlflow.db"
+
+
 @pytest.fixture
-def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, template_store: Path) -> str:
     """A fresh SQLite tracking store + registry in tmp_path, and tmp_path as working dir."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    database = tmp_path / "mlflow.db"
+    shutil.copy(template_store, database)
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                           (str(tmp_path / "mlruns" / "0"),))
+    connection.close()
+    uri = f"sqlite:///{database}"
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)

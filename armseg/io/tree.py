@@ -17,8 +17,10 @@ from armseg.io.images import image_suffix
 
 SIZE_DIRS = ("under_512", "over_512")
 _TRIAL = re.compile(r"^trial(\d+)", re.IGNORECASE)
-# Augmented copies: `<trial>_..._ed` (elastic) and `<trial>_rot<deg>` (rotation), OpenArm's names.
-_AUGMENTED = re.compile(r"_(ed|rot[-+]?\d+(?:\.\d+)?)(?=_|$)", re.IGNORECASE)
+# Augmented copies: `<trial>_..._ed` (elastic) and `<trial>_rot<deg>` (rotation), OpenArm's names;
+# `armseg augment` writes elastic copies as `<trial>_a<alpha>_s<sigma>_ed`, all of it the suffix.
+_NUMBER = r"\d+(?:\.\d+)?"
+_AUGMENTED = re.compile(rf"_(a{_NUMBER}_s{_NUMBER}_ed|ed|rot[-+]?{_NUMBER})(?=_|$)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
