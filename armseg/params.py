@@ -52,3 +52,17 @@ def typed_value(value: str | None, name: str, kind: Callable[[str], T]) -> T | N
     except ValueError as error:
         raise ArmsegError(f"--{name.replace('_', '-')}: '{value}' is not a "
                           f"{getattr(kind, '__name__', 'value')}") from error
+
+
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off", "")
+
+
+def parse_bool(value: str | bool | None, name: str) -> bool:
+    """`--overwrite`, `--overwrite true` and MLproject's `-P overwrite=false` alike."""
+    if isinstance(value, bool):
+        return value
+    text = str(value or "").strip().lower()
+    if text in TRUE_WORDS or text in FALSE_WORDS:
+        return text in TRUE_WORDS
+    raise ArmsegError(f"--{name.replace('_', '-')}: '{value}' is not true or false")

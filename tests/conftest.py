@@ -52,6 +52,31 @@ def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, template_store: Pa
         mlflow.end_run()
 
 
+@pytest.fixture(scope="module")
+def module_tracking(tmp_path_factory: pytest.TempPathFactory, template_store: Path) -> str:
+    """Like `tracking`, but one store shared by the tests of a module: for stores that are slow
+    to fill (logged models to resolve, evaluate runs to pivot) and then only read or added to."""
+    folder = tmp_path_factory.mktemp("module_store")
+    database = folder / "mlflow.db"
+    shutil.copy(template_store, database)
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                           (str(folder / "mlruns" / "0"),))
+    connection.close()
+    uri = f"sqlite:///{database}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.delenv("MLFLOW_RUN_ID", raising=False)
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        while mlflow.active_run():
+            mlflow.end_run()
+        yield uri
+        while mlflow.active_run():
+            mlflow.end_run()
+
+
 @pytest.fixture(scope="session")
 def tiny_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small synthetic OpenArm tree (3 subjects, tiny scans) shared read-only by tests."""

@@ -54,11 +54,29 @@ def unet_signature(num_classes: int) -> ModelSignature:
     )
 
 
+def pip_requirements() -> list[str]:
+    """What loading the model needs, pinned to what is installed here.
+
+    Given explicitly because MLflow's own inference re-imports TensorFlow in a subprocess,
+    which costs ~20 s per logged model on a small CPU.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = [f"mlflow=={version('mlflow')}", f"keras=={keras.__version__}", f"numpy=={np.__version__}"]
+    for distribution in ("tensorflow", "tensorflow-cpu"):
+        try:
+            pins.append(f"{distribution}=={version(distribution)}")
+            break
+        except PackageNotFoundError:
+            continue
+    return pins
+
+
 def log_unet(model: keras.Model, info: InferenceInfo, register: bool = True) -> ModelVersion | None:
     """Log the model into the active run and, unless told not to, register a version of it."""
     logged = mlflow.keras.log_model(
         model, name=MODEL_ARTIFACT, signature=unet_signature(int(model.output_shape[-1])),
-        metadata=info.to_metadata(),
+        metadata=info.to_metadata(), pip_requirements=pip_requirements(),
         registered_model_name=REGISTERED_MODEL if register else None,
     )
     if not register or logged.registered_model_version is None:

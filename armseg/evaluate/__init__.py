@@ -1,0 +1,1 @@
+"""Scoring predictions against ground truth, and the cross-model accuracy table."""

@@ -1,0 +1,129 @@
+"""`armseg table`: the accuracy table printed, written as CSV, Markdown and an HTML heat map.
+
+The three files share the stem of `--out` and are each written atomically; they, and a PNG
+heat map, are also artifacts of a `table` run, so a table is traceable to the store it came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from armseg.evaluate.metrics import METRICS
+from armseg.evaluate.table import MEAN_COLUMN, accuracy_table
+from armseg.tracking.runs import stage_run
+
+FORMATS = ("csv", "md", "html")
+# Distances are better small, overlaps better large: the colours must say "good" the same way.
+LOWER_IS_BETTER = tuple(m for m in METRICS if m.startswith("hd95"))
+_TABLE_STYLE = [{"selector": "", "props": "font-family: sans-serif; border-collapse: collapse;"},
+                {"selector": "td, th", "props": "padding: 4px 10px; text-align: right;"}]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metric", default="mean_iou", metavar="NAME",
+                        help=f"cell value, one of {' '.join(METRICS)} (default: %(default)s)")
+    parser.add_argument("--out", default="table.csv", metavar="PATH",
+                        help="where to write; .csv, .md and .html with this stem (default: %(default)s)")
+
+
+def run(args: argparse.Namespace) -> None:
+    paths = write_table(args.metric, Path(args.out))
+    print("[armseg table] wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+def output_paths(out: Path) -> dict[str, Path]:
+    """`table.csv`, `table.md` or `table` all mean table.csv + table.md + table.html."""
+    stem = out.with_suffix("") if out.suffix.lstrip(".").lower() in (*FORMATS, "htm", "markdown") else out
+    return {kind: stem.with_name(f"{stem.name}.{kind}") for kind in FORMATS}
+
+
+def write_table(metric: str, out: Path, experiment_ids: list[str] | None = None) -> dict[str, Path]:
+    """Build the table of `metric`, print it, write csv/md/html beside `out` and log them in a `table` run."""
+    paths = output_paths(Path(out))
+    with stage_run("table", params={"metric": metric, "out": str(out)}):
+        table = accuracy_table(metric, experiment_ids)
+        print(f"{metric} (rows: models, columns: scans)")
+        print(table.to_string(float_format=_number, na_rep="-"))
+        texts = {"csv": table.to_csv(), "md": to_markdown(table, metric), "html": to_html(table, metric)}
+        for kind, path in paths.items():
+            write_text_atomically(path, texts[kind])
+            mlflow.log_artifact(str(path))
+        mlflow.log_figure(heatmap_figure(table, metric), f"{paths['csv'].stem}.png")
+        mlflow.log_metrics({"models": float(len(table)), "scans": float(table.shape[1] - 1)})
+    return paths
+
+
+def _number(value: float) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+
+def to_markdown(table: pd.DataFrame, metric: str) -> str:
+    """A GitHub-flavoured Markdown table (no extra dependency for three lines of formatting)."""
+    header = ["model", *map(str, table.columns)]
+    lines = [f"**{metric}** (rows: models, columns: scans)", "",
+             "| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * table.shape[1]) + "|"]
+    for model, row in table.iterrows():
+        lines.append("| " + " | ".join([str(model), *(_number(v) for v in row)]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _colour_map(metric: str) -> str:
+    return "RdYlGn_r" if metric in LOWER_IS_BETTER else "RdYlGn"
+
+
+def colour_range(table: pd.DataFrame, metric: str) -> tuple[float, float]:
+    """Fixed scales for bounded metrics, so the same colour means the same score in every table."""
+    if "percent" in metric:
+        return 0.0, 100.0
+    if metric not in LOWER_IS_BETTER:
+        return 0.0, 1.0
+    values = table.drop(columns=MEAN_COLUMN).to_numpy(dtype=float)
+    finite = values[np.isfinite(values)]
+    return (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+
+
+def to_html(table: pd.DataFrame, metric: str) -> str:
+    """The table as a heat map: pandas' Styler colours the scan cells (the mean column is bold)."""
+    low, high = colour_range(table, metric)
+    styled = (table.style.background_gradient(cmap=_colour_map(metric), axis=None, vmin=low, vmax=high)
+              .format(_number).set_caption(f"{metric} (rows: models, columns: scans)")
+              .set_properties(subset=[MEAN_COLUMN], **{"font-weight": "bold"})
+              .set_table_styles(_TABLE_STYLE))
+    return f"<!doctype html>\n<meta charset='utf-8'>\n<title>armseg {metric}</title>\n{styled.to_html()}\n"
+
+
+def heatmap_figure(table: pd.DataFrame, metric: str) -> Figure:
+    """The same heat map as a picture, for the MLflow UI."""
+    values = table.to_numpy(dtype=float)
+    figure = Figure(figsize=(1.0 + 0.9 * values.shape[1], 1.0 + 0.5 * values.shape[0]), layout="constrained")
+    axis = figure.subplots()
+    low, high = colour_range(table, metric)
+    image = axis.imshow(np.ma.masked_invalid(values), cmap=_colour_map(metric), vmin=low, vmax=high,
+                        aspect="auto")
+    for (row, column), value in np.ndenumerate(values):
+        axis.text(column, row, _number(float(value)), ha="center", va="center", fontsize=7)
+    axis.set_xticks(range(values.shape[1]), [str(c) for c in table.columns], rotation=45, ha="right")
+    axis.set_yticks(range(values.shape[0]), [str(i) for i in table.index])
+    axis.set_title(metric)
+    figure.colorbar(image, ax=axis, shrink=0.8)
+    return figure
+
+
+def write_text_atomically(path: Path, text: str) -> Path:
+    """Write under a hidden temporary name in the same folder, then rename into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
