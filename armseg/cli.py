@@ -43,7 +43,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = mlflow_spelling([*(sys.argv[1:] if argv is None else argv)])
     command = next((a for a in argv if a in COMMANDS), None)
     try:
         args = build_parser(command).parse_args(argv)
@@ -58,6 +58,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail(f"armseg {command or ''}: interrupted")
         return EXIT_INTERRUPTED
     return 0
+
+
+def mlflow_spelling(argv: list[str]) -> list[str]:
+    """`mlflow run -P base_filters=8` arrives as `--base_filters 8`: read it as `--base-filters 8`."""
+    spelled = []
+    for token in argv:
+        if token.startswith("--") and "_" in token.split("=", 1)[0]:
+            flag, equals, value = token.partition("=")
+            token = flag.replace("_", "-") + equals + value
+        spelled.append(token)
+    return spelled
 
 
 def _fail(message: str) -> None:

@@ -43,11 +43,11 @@ def run(args: argparse.Namespace) -> None:
     """A `synth` run: parameters, seconds per scan, the montage and synth.json as artifacts."""
     import mlflow
 
-    from armseg.tracking import stage_run
+    from armseg.tracking import log_params_flat, stage_run
 
     with stage_run("synth", params={"data_root": args.data_root}):
         made = synthesize(args)
-        mlflow.log_params(made["params"])
+        log_params_flat(made["params"])
         mlflow.log_metrics(made["metrics"])
         for artifact in made["artifacts"]:
             mlflow.log_artifact(artifact)

@@ -34,9 +34,16 @@ def _param_value(value: Any) -> str:
 
 
 def log_params_flat(params: Mapping[str, Any]) -> None:
-    """Log parameters as MLflow strings (lists space-joined, None as 'None')."""
-    if params:
-        mlflow.log_params({key: _param_value(value) for key, value in params.items()})
+    """Log parameters as MLflow strings (lists space-joined, None as 'None').
+
+    Keys the run already has are left alone: `mlflow run` logs the `-P` values it was given
+    (shell-quoted) before armseg starts, and MLflow forbids changing a logged value.
+    """
+    run = mlflow.active_run()
+    logged = mlflow.MlflowClient().get_run(run.info.run_id).data.params if run else {}
+    fresh = {key: _param_value(value) for key, value in params.items() if key not in logged}
+    if fresh:
+        mlflow.log_params(fresh)
 
 
 @contextmanager
@@ -47,16 +54,20 @@ def stage_run(
     run_name: str | None = None,
     nested: bool | None = None,
     announce: bool = True,
+    run_id: str | None = None,
+    killed_on: tuple[type[BaseException], ...] = (),
 ) -> Iterator[mlflow.ActiveRun]:
     """Open a run tagged `armseg.stage`, log params, and always close it with a true status.
 
     Inside another active run (the demo, a tune parent) the run nests; started by
     `mlflow run`, MLflow resumes the run it created (MLFLOW_RUN_ID). A user mistake or crash
-    ends it FAILED with the sentence as the `armseg.error` tag; Ctrl-C ends it KILLED.
+    ends it FAILED with the sentence as the `armseg.error` tag; Ctrl-C ends it KILLED, and so do
+    the `killed_on` exceptions (a run stopped on purpose, e.g. a pruned Optuna trial). `run_id`
+    reopens an existing run (resuming it).
     """
     if nested is None:
         nested = mlflow.active_run() is not None
-    run = mlflow.start_run(run_name=run_name, nested=nested)
+    run = mlflow.start_run(run_id=run_id, run_name=run_name, nested=nested)
     try:
         mlflow.set_tags({STAGE_TAG: stage, **(tags or {})})
         log_params_flat(params or {})
@@ -66,6 +77,9 @@ def stage_run(
         yield run
     except KeyboardInterrupt:
         _end(run, RunStatus.KILLED, "interrupted")
+        raise
+    except killed_on as error:
+        _end(run, RunStatus.KILLED, _one_line(error))
         raise
     except BaseException as error:
         _end(run, RunStatus.FAILED, _one_line(error))

@@ -1,0 +1,1 @@
+"""Registration-based segmentation baseline: SimpleITK rigid -> affine -> B-spline (`armseg register`)."""
