@@ -187,18 +187,22 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def test_command_writes_tree_and_montage_and_reports_them(tmp_path: Path) -> None:
+def test_command_writes_tree_and_montage_as_a_tracked_run(tmp_path: Path, tracking: str) -> None:
+    import mlflow
+
     out = tmp_path / "tree"
-    result = command.run(parse(["--out", str(out), "--subjects", "2", "--size", "40 48",
-                                "--slices", "3", "--seed", "4"]))
-    assert result["outputs"] == str(out)
-    assert result["params"]["size"] == "40 48" and result["params"]["subjects"] == 2
-    assert result["metrics"]["seconds_per_scan"] >= 0
-    assert all(Path(p).is_file() for p in result["artifacts"])
+    command.run(parse(["--out", str(out), "--subjects", "2", "--size", "40 48", "--slices", "3",
+                       "--seed", "4"]))
     assert (out / "montage.png").is_file()
     assert (out / "SubB" / "prediction_sources" / "trial1_0_fs").is_dir()
+    [run] = mlflow.search_runs(output_format="list")
+    assert run.info.status == "FINISHED" and run.data.tags["armseg.stage"] == "synth"
+    assert run.data.params["size"] == "40 48" and run.data.params["subjects"] == "2"
+    assert run.data.metrics["seconds_per_scan"] >= 0 and run.data.metrics["scans"] == 12
+    artifacts = {f.path for f in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
+    assert artifacts == {"montage.png", "synth.json"}
 
 
-def test_command_refuses_a_one_number_size(tmp_path: Path) -> None:
+def test_command_refuses_a_one_number_size(tmp_path: Path, tracking: str) -> None:
     with pytest.raises(ArmsegError, match="--size"):
         command.run(parse(["--out", str(tmp_path / "x"), "--size", "64"]))

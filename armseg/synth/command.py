@@ -11,7 +11,7 @@ from pathlib import Path
 from armseg.errors import ArmsegError
 from armseg.params import empty_as_none, typed_list
 from armseg.synth.montage import save_montage
-from armseg.synth.tree import read_scan, write_tree
+from armseg.synth.tree import SynthSummary, read_scan, write_tree
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -40,39 +40,34 @@ def _size(values: object) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> None:
-    """A `synth` run: parameters, seconds per scan, the montage and synth.json as artifacts."""
+    out = Path(empty_as_none(args.out) or getattr(args, "data_root", None) or "data")
+    montage = empty_as_none(args.montage)
+    synthesize(out, subjects=args.subjects, seed=args.seed, size=args.size, slices=args.slices,
+               montage=Path(montage) if montage else None)
+
+
+def synthesize(out: Path, subjects: int = 3, seed: int = 0, size: object = (256, 256), slices: int = 100,
+               montage: Path | None = None) -> SynthSummary:
+    """A `synth` run: the tree, a montage, seconds per scan; montage and synth.json as artifacts."""
     import mlflow
 
-    from armseg.tracking import log_params_flat, stage_run
+    from armseg.tracking import stage_run
 
-    with stage_run("synth", params={"data_root": args.data_root}):
-        made = synthesize(args)
-        log_params_flat(made["params"])
-        mlflow.log_metrics(made["metrics"])
-        for artifact in made["artifacts"]:
-            mlflow.log_artifact(artifact)
-
-
-def synthesize(args: argparse.Namespace) -> dict:
-    """Write the tree and the montage; return params, artifacts, metrics and the output root."""
-    out = Path(empty_as_none(args.out) or getattr(args, "data_root", None) or "data")
-    size = _size(args.size)
-    montage = Path(empty_as_none(args.montage) or out / "montage.png")
-    if montage.is_dir():
-        raise ArmsegError(f"--montage {montage} is a folder; give the path of a .png file")
-    summary = write_tree(out, subjects=args.subjects, seed=args.seed, size=size,
-                         slices=args.slices)
-    first = summary.trials[0]
-    volume, labels = read_scan(summary.scan_folder(summary.test_subject, first))
-    save_montage(volume, labels, montage, n=4, spacing=summary.spacing_mm[:2],
-                 title=f"{summary.test_subject} {first} (held-out test subject)")
-    print(summary.describe())
-    print(f"synth: wrote {summary.scans} scans under {out}, montage {montage}")
-    return {
-        "params": {"out": str(out), "subjects": args.subjects, "seed": args.seed,
-                   "size": f"{size[0]} {size[1]}", "slices": args.slices,
-                   "montage": str(montage)},
-        "artifacts": [str(montage), str(out / "synth.json")],
-        "metrics": {"seconds_per_scan": summary.seconds_per_scan, "scans": summary.scans},
-        "outputs": str(out),
-    }
+    montage = montage or out / "montage.png"
+    params = {"out": str(out), "subjects": subjects, "seed": seed, "size": size, "slices": slices,
+              "montage": str(montage)}
+    with stage_run("synth", params=params):
+        size = _size([str(v) for v in size] if not isinstance(size, str) else size)
+        if montage.is_dir():
+            raise ArmsegError(f"--montage {montage} is a folder; give the path of a .png file")
+        summary = write_tree(out, subjects=subjects, seed=seed, size=size, slices=slices)
+        first = summary.trials[0]
+        volume, labels = read_scan(summary.scan_folder(summary.test_subject, first))
+        save_montage(volume, labels, montage, n=4, spacing=summary.spacing_mm[:2],
+                     title=f"{summary.test_subject} {first} (held-out test subject)")
+        print(summary.describe())
+        print(f"synth: wrote {summary.scans} scans under {out}, montage {montage}")
+        mlflow.log_metrics({"seconds_per_scan": summary.seconds_per_scan, "scans": summary.scans})
+        mlflow.log_artifact(str(montage))
+        mlflow.log_artifact(str(out / "synth.json"))
+    return summary
