@@ -23,13 +23,31 @@ DEFAULT_STORAGE = "sqlite:///optuna.db"
 PRUNERS = ("median", "hyperband", "none")
 
 
-def open_storage(url: str) -> RDBStorage:
-    """Optuna's own RDB storage (SQLite, PostgreSQL, MySQL); errors name the URL."""
-    try:
-        return RDBStorage(url)
-    except Exception as error:  # SQLAlchemy's many errors: the user needs the URL and the reason
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ArmsegError(f"--storage {url}: cannot open the Optuna storage ({reason})") from error
+def open_storage(url: str, attempts: int = 5) -> RDBStorage:
+    """Optuna's own RDB storage (SQLite, PostgreSQL, MySQL); errors name the URL.
+
+    Workers started together on an empty database all try to create Optuna's tables; the
+    losers of that race fail on duplicate types/tables and simply open the storage again.
+    """
+    from sqlalchemy.exc import DBAPIError
+
+    for attempt in range(attempts):
+        try:
+            return RDBStorage(url)
+        except DBAPIError as error:
+            if attempt + 1 < attempts:
+                time.sleep(1.0 + attempt)
+                continue
+            raise _storage_error(url, error) from error
+        except Exception as error:  # a malformed URL, a missing driver: no point in trying again
+            raise _storage_error(url, error) from error
+    raise AssertionError("unreachable")
+
+
+def _storage_error(url: str, error: Exception) -> ArmsegError:
+    text = str(error).strip().splitlines()
+    return ArmsegError(f"--storage {url}: cannot open the Optuna storage "
+                       f"({text[0] if text else type(error).__name__})")
 
 
 def make_pruner(name: str) -> optuna.pruners.BasePruner:
