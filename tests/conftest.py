@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
@@ -30,35 +32,11 @@ def template_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "mlflow.db"
 
 
-@pytest.fixture
-def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, template_store: Path) -> str:
-    """A fresh SQLite tracking store + registry in tmp_path, and tmp_path as working dir."""
-    database = tmp_path / "mlflow.db"
-    shutil.copy(template_store, database)
-    with sqlite3.connect(database) as connection:
-        connection.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
-                           (str(tmp_path / "mlruns" / "0"),))
-    connection.close()
-    uri = f"sqlite:///{database}"
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    while mlflow.active_run():
-        mlflow.end_run()
-    yield uri
-    while mlflow.active_run():
-        mlflow.end_run()
-
-
-@pytest.fixture(scope="module")
-def module_tracking(tmp_path_factory: pytest.TempPathFactory, template_store: Path) -> str:
-    """Like `tracking`, but one store shared by the tests of a module: for stores that are slow
-    to fill (logged models to resolve, evaluate runs to pivot) and then only read or added to."""
-    folder = tmp_path_factory.mktemp("module_store")
+@contextmanager
+def private_store(template: Path, folder: Path) -> Iterator[str]:
+    """A copy of the template store in `folder`, made the store (and working dir) of this process."""
     database = folder / "mlflow.db"
-    shutil.copy(template_store, database)
+    shutil.copy(template, database)
     with sqlite3.connect(database) as connection:
         connection.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
                            (str(folder / "mlruns" / "0"),))
@@ -75,6 +53,21 @@ def module_tracking(tmp_path_factory: pytest.TempPathFactory, template_store: Pa
         yield uri
         while mlflow.active_run():
             mlflow.end_run()
+
+
+@pytest.fixture
+def tracking(tmp_path: Path, template_store: Path) -> Iterator[str]:
+    """A fresh SQLite tracking store + registry in tmp_path, and tmp_path as working dir."""
+    with private_store(template_store, tmp_path) as uri:
+        yield uri
+
+
+@pytest.fixture(scope="module")
+def module_tracking(tmp_path_factory: pytest.TempPathFactory, template_store: Path) -> Iterator[str]:
+    """Like `tracking`, but one store shared by the tests of a module: for stores that are slow
+    to fill (logged models to resolve, evaluate runs to pivot) and then only read or added to."""
+    with private_store(template_store, tmp_path_factory.mktemp("module_store")) as uri:
+        yield uri
 
 
 @pytest.fixture(scope="session")

@@ -27,15 +27,13 @@ from armseg.augment.write import elastic_folder_name, rotation_folder_name, writ
 from armseg.errors import ArmsegError
 from armseg.io.images import Image, read_image
 from armseg.io.tree import Scan, find_group, group_scans
-from armseg.params import typed_list, typed_value
+from armseg.params import parse_bool, typed_list, typed_value
 from armseg.tracking.runs import stage_run
 
 DEFAULT_DEGREES = ("-10", "10")
 DEFAULT_ALPHAS = ("4",)
 DEFAULT_SIGMAS = ("10",)
 PREVIEW_ARTIFACT = "augment_preview.png"
-TRUE_WORDS = ("1", "true", "yes", "on")
-FALSE_WORDS = ("0", "false", "no", "off", "")
 
 
 @dataclass(frozen=True)
@@ -108,16 +106,6 @@ def run(args: argparse.Namespace) -> None:
 def _slice_axis(value: str | None) -> int:
     axis = typed_value(value, "slice_axis", int)
     return 2 if axis is None else axis
-
-
-def parse_bool(value: str | bool | None, name: str) -> bool:
-    """`--overwrite`, `--overwrite true` and MLproject's `-P overwrite=false` alike."""
-    if isinstance(value, bool):
-        return value
-    text = str(value or "").strip().lower()
-    if text in TRUE_WORDS or text in FALSE_WORDS:
-        return text in TRUE_WORDS
-    raise ArmsegError(f"--{name.replace('_', '-')}: '{value}' is not true or false")
 
 
 def augment_group(data_root: Path | str, group: str, degrees: Sequence[float], alphas: Sequence[float],

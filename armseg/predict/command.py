@@ -17,13 +17,10 @@ import pandas as pd
 
 from armseg.errors import ArmsegError
 from armseg.io.tree import Scan, list_subjects, prediction_path, prediction_sources
-from armseg.params import split_list, typed_value
+from armseg.params import parse_bool, split_list, typed_value
 from armseg.predict.models import FORMS, ResolvedModel, resolve_model
 from armseg.predict.volume import DEFAULT_BATCH_SIZE, predict_file
 from armseg.tracking.runs import stage_run
-
-TRUE_WORDS = ("1", "true", "yes", "on")
-FALSE_WORDS = ("0", "false", "no", "off", "")
 
 
 @dataclass(frozen=True)
@@ -54,16 +51,6 @@ def run(args: argparse.Namespace) -> None:
                                overwrite=parse_bool(args.overwrite, "overwrite"), batch_size=batch_size)
     folders = sorted({str(path.parent) for path in written})
     print(f"[armseg predict] {len(written)} predictions in: " + ", ".join(folders))
-
-
-def parse_bool(value: str | bool | None, name: str) -> bool:
-    """`--overwrite`, `--overwrite true` and MLproject's `-P overwrite=false` alike."""
-    if isinstance(value, bool):
-        return value
-    text = str(value or "").strip().lower()
-    if text in TRUE_WORDS or text in FALSE_WORDS:
-        return text in TRUE_WORDS
-    raise ArmsegError(f"--{name.replace('_', '-')}: '{value}' is not true or false")
 
 
 def predict_subjects(
