@@ -49,11 +49,13 @@ def build_unet(
 
 
 def _normalize(inputs: keras.KerasTensor, normalization: str, mean: float) -> keras.KerasTensor:
+    # float32 even under mixed precision: raw intensities (16-bit scanners) lose steps in bfloat16.
     if normalization == "slice":
         # Per-slice z-score: robust to gain/TGC differences between scanners and sessions.
-        return layers.LayerNormalization(axis=(1, 2, 3), center=False, scale=False,
-                                         epsilon=1e-3, name="slice_standardize")(inputs)
-    return layers.Rescaling(1.0 / 255.0, offset=-mean / 255.0, name="mean_subtract")(inputs)
+        return layers.LayerNormalization(axis=(1, 2, 3), center=False, scale=False, epsilon=1e-3,
+                                         dtype="float32", name="slice_standardize")(inputs)
+    return layers.Rescaling(1.0 / 255.0, offset=-mean / 255.0, dtype="float32",
+                            name="mean_subtract")(inputs)
 
 
 def _conv_block(x: keras.KerasTensor, filters: int, regularizer: regularizers.Regularizer | None,
@@ -61,7 +63,9 @@ def _conv_block(x: keras.KerasTensor, filters: int, regularizer: regularizers.Re
     for i in (1, 2):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False,
                           kernel_regularizer=regularizer, name=f"{name}_conv{i}")(x)
-        x = layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+        # momentum 0.9, not Keras's 0.99: a group of a few scans gives tens of steps per epoch, and
+        # the moving statistics must settle within the first epochs or validation sees garbage.
+        x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn{i}")(x)
         x = layers.Activation("relu", name=f"{name}_relu{i}")(x)
     return x
 

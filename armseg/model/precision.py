@@ -1,0 +1,60 @@
+"""Which floating-point policy the U-Net computes in (SPEC 5).
+
+bfloat16 halves memory traffic and, on CPUs with AMX or AVX-512 BF16 and on Ampere+ GPUs, runs
+matrix work in hardware; elsewhere it is emulated and slower than float32. `auto` therefore
+looks at the hardware. The model's last layer (softmax) stays float32 either way (unet.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import keras
+
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    """The CPU feature flags Linux reports (empty where /proc/cpuinfo does not exist)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def gpu_supports_bf16() -> bool:
+    """True when a visible GPU is compute capability 8.0 (Ampere) or newer."""
+    import tensorflow as tf
+
+    for device in tf.config.list_physical_devices("GPU"):
+        capability = tf.config.experimental.get_device_details(device).get("compute_capability")
+        if capability and tuple(capability) >= (8, 0):
+            return True
+    return False
+
+
+def resolve_precision(precision: str, flags: set[str] | None = None) -> str:
+    """`float32` or `mixed_bfloat16`; `auto` picks bf16 only where hardware runs it natively."""
+    if precision != "auto":
+        return precision
+    flags = cpu_flags() if flags is None else flags
+    if gpu_supports_bf16() or any(flag in flags for flag in BF16_CPU_FLAGS):
+        return "mixed_bfloat16"
+    return "float32"
+
+
+@contextmanager
+def dtype_policy(policy: str) -> Iterator[None]:
+    """Build layers under `policy`, then put the global policy back (it is process-wide)."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)

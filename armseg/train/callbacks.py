@@ -1,0 +1,121 @@
+"""Training behaviour as Keras callbacks: metrics to MLflow, checkpoints that survive a crash.
+
+Keras already does the work (ModelCheckpoint keeps the best weights, EarlyStopping stops,
+MLflow's MlflowCallback logs epoch metrics); these classes only add what resuming needs:
+each epoch's full model and the early-stopping state go to the run's artifacts, so
+`armseg train --resume RUN_ID` picks up exactly where a crash or Ctrl-C left it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras
+import mlflow
+from mlflow.keras import MlflowCallback
+
+CHECKPOINT_DIR = "checkpoints"
+LAST_MODEL = "last.keras"
+BEST_WEIGHTS = "best.weights.h5"
+STATE_FILE = "state.json"
+MONITOR = "val_mean_iou"
+
+
+@dataclass
+class TrainingState:
+    """What a resumed run needs besides the weights: where it stopped and the best so far."""
+
+    epoch: int = -1  # the last finished epoch (0-based), -1 before the first
+    best: float | None = None
+    best_epoch: int = -1
+    wait: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_file(cls, path: Path) -> TrainingState:
+        return cls(**json.loads(path.read_text()))
+
+
+class EpochMetrics(MlflowCallback):
+    """MLflow's Keras callback, logging epoch metrics with step = epoch.
+
+    Its `on_test_end` is silenced: Keras already reports validation metrics as `val_*` in the
+    epoch logs, and the stock hook would log them again (stepless, as `validation_*`), plus the
+    final test evaluation under a validation name.
+    """
+
+    def __init__(self, resumed: bool = False):
+        super().__init__(log_every_epoch=True)
+        self.resumed = resumed
+
+    def on_train_begin(self, logs=None):
+        if not self.resumed:  # the optimizer config and summary were logged the first time
+            super().on_train_begin(logs)
+
+    def on_test_end(self, logs=None):
+        return None
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds `epoch_seconds` to the epoch logs (placed before EpochMetrics, so it is logged)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self._start
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping on val_mean_iou whose patience count survives a resume."""
+
+    def __init__(self, patience: int, state: TrainingState):
+        super().__init__(monitor=MONITOR, mode="max", patience=patience, verbose=1)
+        self.state = state
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.state.best is not None:
+            self.best, self.best_epoch, self.wait = self.state.best, self.state.best_epoch, self.state.wait
+
+
+def best_checkpoint(folder: Path, state: TrainingState) -> keras.callbacks.ModelCheckpoint:
+    """Keras's ModelCheckpoint keeping the best epoch's weights (by val_mean_iou)."""
+    return keras.callbacks.ModelCheckpoint(
+        str(folder / BEST_WEIGHTS), monitor=MONITOR, mode="max", save_best_only=True,
+        save_weights_only=True, initial_value_threshold=state.best)
+
+
+class CheckpointArtifacts(keras.callbacks.Callback):
+    """Each epoch: the full model (optimizer included) and the state, logged to `checkpoints/`.
+
+    Placed after ModelCheckpoint (and EarlyStopping), so this epoch's best is already decided.
+    The local files are overwritten in place; the artifact store keeps the latest.
+    """
+
+    def __init__(self, folder: Path, state: TrainingState):
+        super().__init__()
+        self.folder = folder
+        self.state = state
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(MONITOR)
+        improved = value is not None and (self.state.best is None or value > self.state.best)
+        if improved:
+            self.state.best, self.state.best_epoch, self.state.wait = float(value), epoch, 0
+        else:
+            self.state.wait += 1
+        self.state.epoch = epoch
+        self.model.save(self.folder / LAST_MODEL)
+        (self.folder / STATE_FILE).write_text(self.state.to_json())
+        mlflow.log_artifact(str(self.folder / LAST_MODEL), CHECKPOINT_DIR)
+        if improved and (self.folder / BEST_WEIGHTS).exists():
+            mlflow.log_artifact(str(self.folder / BEST_WEIGHTS), CHECKPOINT_DIR)
+        # The state goes last: a crash between the uploads leaves the previous, consistent state.
+        mlflow.log_artifact(str(self.folder / STATE_FILE), CHECKPOINT_DIR)

@@ -1,0 +1,86 @@
+"""`armseg train`: flags in, `train()` or `resume()` called, where the model went printed.
+
+Every hyperparameter flag defaults to None so "not given" stays distinguishable from a value:
+the ini file (`--config`) and armseg's defaults fill only what the user left out. MLproject
+passes '' for parameters it was not given, which means the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from armseg.errors import ArmsegError
+from armseg.params import empty_as_none
+from armseg.train.config import HYPERPARAMETERS, TrainConfig, resolve_config
+
+HELP = {
+    "epochs": "maximum epochs (early stopping may end sooner)",
+    "batch_size": "slices per batch",
+    "train_percent": "share of scans for training (of each scan's slices, as blocks, when a group has "
+                     "too few scans to split whole)",
+    "val_percent": "share for validation (chooses the best epoch; never adjacent to training slices)",
+    "test_percent": "share for the final test_* metrics (0 = none)",
+    "keep_percent": "percent of each scan's slices kept, evenly spaced along the arm",
+    "total_keep": "cap on the number of training slices (None = no cap)",
+    "mean": "intensity subtracted when --normalization mean (OpenArm's mean)",
+    "weight_decay": "L2 penalty on convolution kernels",
+    "learning_rate": "Adam's initial learning rate (cosine-decayed over the epochs)",
+    "dropout": "dropout rate at the bottom of the U-Net",
+    "base_filters": "filters of the first level, doubling per level (OpenArm: 64)",
+    "depth": "poolings; slices are padded to multiples of 2**depth (OpenArm: 5)",
+    "loss": "ce, dice or ce+dice (sparse: integer labels, no one-hot)",
+    "include_augmented": "train on the group's augmented copies (*_ed, *_rot*) too (true/false)",
+    "precision": "float32, mixed_bfloat16 or auto (bf16 where AMX/AVX512-BF16 or a bf16 GPU exists)",
+    "seed": "seed of the split, the shuffling, the augmentation and the weights",
+    "slice_axis": "array axis along the arm (slices are taken across it)",
+    "label_map": 'JSON {class: [raw values]}, background first, e.g. \'{"background": [0], '
+                 '"humerus": [7], "biceps": [52]}\'',
+    "normalization": "slice (per-slice z-score, inside the model) or mean (x/255 - mean/255)",
+    "patience": "epochs without a better val_mean_iou before stopping (0 = never stop early)",
+    "augment": "random flips, zoom, tilt, gain, gamma, speckle on the fly (true/false)",
+}
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--group", default=None,
+                        help="training group folder name under <data-root>/training_groups, e.g. group_1_1")
+    parser.add_argument("--config", default=None,
+                        help="an OpenArm trainingconfig.ini; given flags win over it")
+    parser.add_argument("--section", default=None, help="the ini section to read (default: the group)")
+    parser.add_argument("--training-data-dir", default=None,
+                        help="the group's folder, if not under <data-root>/training_groups")
+    parser.add_argument("--resume", default=None, metavar="RUN_ID",
+                        help="continue that interrupted train run from its last checkpoint")
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    defaults["label_map"] = "OpenArm's: 7 humerus, 52 biceps (6, 1 as 7), other known values background"
+    for name in HYPERPARAMETERS:
+        parser.add_argument(f"--{name.replace('_', '-')}", default=None, metavar="VALUE",
+                            help=f"{HELP[name]} (default: {defaults[name]})")
+
+
+def values_from(args: argparse.Namespace) -> dict:
+    """The train parameters the user gave (None = not given), as resolve_config takes them."""
+    names = ("group", "data_root", "training_data_dir", *HYPERPARAMETERS)
+    return {name: empty_as_none(getattr(args, name, None)) for name in names}
+
+
+def run(args: argparse.Namespace) -> None:
+    from armseg.train.run import resume, train
+
+    values = values_from(args)
+    resume_id = empty_as_none(args.resume)
+    if resume_id is not None:
+        given = [f"--{n.replace('_', '-')}" for n, v in values.items()
+                 if v is not None and n not in ("group", "data_root")]
+        if given or empty_as_none(args.config):
+            raise ArmsegError(f"--resume {resume_id} continues with that run's own parameters; "
+                              f"drop {', '.join(given) or '--config'}")
+        result = resume(resume_id)
+    else:
+        if values["data_root"] == "data":
+            values["data_root"] = None  # the CLI default must not override the ini's value
+        result = train(resolve_config(values, empty_as_none(args.config), empty_as_none(args.section)))
+    print(f"[armseg train] model: {result.model_uri}"
+          + (f" (version {result.model_version} of armseg-unet)" if result.model_version else ""))
+    print(f"[armseg train] MLflow run: {result.run_id}; `mlflow ui` shows its curves and overlays")

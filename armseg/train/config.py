@@ -1,0 +1,239 @@
+"""Train's parameters: armseg defaults < OpenArm `trainingconfig.ini` < what the user gave.
+
+OpenArm kept one ini per set of networks: a DEFAULT section and one section per training
+group. armseg reads that file as it is, so a lab's existing configs keep working, and any
+parameter given on the command line (or `-P` of `mlflow run`) wins over the file. Values
+arrive as strings from the CLI, MLproject and ini alike; this module types and checks them
+once, naming the parameter (and the file) when one is wrong.
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from armseg.errors import ArmsegError
+from armseg.io.labels import DEFAULT_LABEL_MAP, LabelMap
+from armseg.model.unet import NORMALIZATIONS
+from armseg.params import empty_as_none, typed_value
+
+LOSSES = ("ce", "dice", "ce+dice")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16")
+# OpenArm keys that armseg accepts and logs but does not act on: MLflow's artifact store holds
+# the checkpoints (`models_dir`), one last and one best checkpoint replace the keep/interval knobs.
+OPENARM_ONLY_KEYS = ("models_dir", "max_to_keep", "ckpt_n_hours", "ckpt_n_epochs")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run depends on; logged as the run's parameters.
+
+    Defaults are sized for a 2-core CPU: a few 256x256x100 phantom scans train to a good model
+    in minutes (see the README's numbers). OpenArm's own network is depth=5, base_filters=64.
+    """
+
+    group: str
+    data_root: str = "data"
+    training_data_dir: str | None = None
+    epochs: int = 12
+    batch_size: int = 8
+    train_percent: float = 70.0
+    val_percent: float = 15.0
+    test_percent: float = 15.0
+    keep_percent: float = 50.0
+    total_keep: int | None = None
+    mean: float = 0.0
+    weight_decay: float = 1e-6
+    learning_rate: float = 2e-3
+    dropout: float = 0.1
+    base_filters: int = 16
+    depth: int = 4
+    loss: str = "ce+dice"
+    include_augmented: bool = True
+    precision: str = "auto"
+    seed: int = 0
+    slice_axis: int = 2
+    label_map: str = field(default_factory=DEFAULT_LABEL_MAP.to_json)
+    normalization: str = "slice"
+    patience: int = 4
+    augment: bool = True
+    models_dir: str | None = None
+    max_to_keep: int | None = None
+    ckpt_n_hours: float | None = None
+    ckpt_n_epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        _coerce(self)
+        _check(self)
+
+    @property
+    def labels(self) -> LabelMap:
+        return LabelMap.from_json(self.label_map)
+
+    def params(self) -> dict[str, Any]:
+        """The run's MLflow parameters (every field, None included, so runs compare column by column)."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def parse_bool(text: str) -> bool:
+    lowered = str(text).strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+parse_bool.__name__ = "boolean (true/false)"
+
+
+def _optional_int(text: str) -> int | None:
+    return None if str(text).strip().lower() in ("none", "0", "-1") else int(float(text))
+
+
+def _int(text: str) -> int:
+    number = float(text)
+    if number != int(number):
+        raise ValueError(text)
+    return int(number)
+
+
+_int.__name__ = "whole number"
+_optional_int.__name__ = "whole number"
+
+
+def _optional(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        return None if str(text).strip().lower() == "none" else kind(text)
+
+    parse.__name__ = getattr(kind, "__name__", "value")
+    return parse
+
+
+def _parsers() -> dict[str, Callable[[str], Any]]:
+    """How each field's text is read, from its annotation."""
+    kinds: dict[str, Callable[[str], Any]] = {
+        "int": _int, "float": float, "str": str, "bool": parse_bool,
+        "int | None": _optional(_int), "float | None": _optional(float), "str | None": _optional(str),
+    }
+    return {f.name: kinds[str(f.type)] for f in fields(TrainConfig)}
+
+
+PARSERS = _parsers()
+HYPERPARAMETERS = tuple(name for name in PARSERS if name not in ("group", "data_root", "training_data_dir",
+                                                                  *OPENARM_ONLY_KEYS))
+INI_KEYS = tuple(name for name in PARSERS if name != "group")
+
+
+def typed(name: str, value: Any) -> Any:
+    """One parameter from a string (or already typed); None and '' mean not given."""
+    if value is None or isinstance(value, bool) or not isinstance(value, str):
+        return value
+    if name == "total_keep":
+        return typed_value(value, name, _optional_int)
+    return typed_value(value, name, PARSERS[name])
+
+
+def resolve_config(values: Mapping[str, Any], config_path: str | None = None,
+                   section: str | None = None) -> TrainConfig:
+    """Defaults, then the ini's DEFAULT and section, then `values` (None/'' = not given)."""
+    unknown = sorted(set(values) - set(PARSERS))
+    if unknown:
+        raise ArmsegError(f"unknown train parameter(s) {', '.join(unknown)} (known: {', '.join(PARSERS)})")
+    given = {name: typed(name, value) for name, value in values.items()}
+    given = {name: value for name, value in given.items() if value is not None}
+    config_path = empty_as_none(config_path)
+    section = empty_as_none(section)
+    merged: dict[str, Any] = {}
+    if config_path is not None:
+        if not (section or given.get("group")):
+            raise ArmsegError(f"{config_path}: say which section to read (--group or --section)")
+        merged.update(read_ini(Path(config_path), section or given["group"]))
+    merged.update(given)
+    if "group" not in merged and section not in (None, "DEFAULT"):
+        merged["group"] = section
+    if not merged.get("group"):
+        raise ArmsegError("--group is required (the training group's folder name, e.g. group_1_1)")
+    return TrainConfig(**merged)
+
+
+def read_ini(path: Path, section: str) -> dict[str, Any]:
+    """The typed values of `section` in an OpenArm trainingconfig.ini, DEFAULT filling gaps."""
+    if not path.is_file():
+        raise ArmsegError(f"{path}: no such config file (--config)")
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except configparser.Error as error:
+        reason = str(error).splitlines()[0]
+        raise ArmsegError(f"{path}: not an ini file OpenArm's trainingconfig format ({reason})") from error
+    if section != "DEFAULT" and not parser.has_section(section):
+        sections = ", ".join(parser.sections()) or "none"
+        raise ArmsegError(f"{path}: no section [{section}] (sections there: {sections}; --section picks one)")
+    entries = parser.defaults() if section == "DEFAULT" else parser[section]
+    values: dict[str, Any] = {}
+    for key, text in entries.items():
+        if key not in INI_KEYS:
+            raise ArmsegError(f"{path}: unknown key '{key}' in [{section}] (known: {', '.join(INI_KEYS)})")
+        try:
+            values[key] = typed(key, text)
+        except ArmsegError as error:
+            raise ArmsegError(f"{path}: [{section}] {key} = {text!r} is not valid ({error})") from error
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _coerce(config: TrainConfig) -> None:
+    """100 and 100.0 are the same keep_percent: store one type, so logged params compare (and a
+    resumed run re-logs exactly what it logged first)."""
+    for item in fields(config):
+        value = getattr(config, item.name)
+        if value is None or isinstance(value, bool):
+            continue
+        if str(item.type).startswith("float") and isinstance(value, int):
+            object.__setattr__(config, item.name, float(value))
+        elif str(item.type).startswith("int") and isinstance(value, float) and value.is_integer():
+            object.__setattr__(config, item.name, int(value))
+
+
+def _check(config: TrainConfig) -> None:
+    """Refuse values no training could use, naming the parameter."""
+    def bad(name: str, why: str) -> ArmsegError:
+        return ArmsegError(f"--{name.replace('_', '-')}: {getattr(config, name)!r} {why}")
+
+    for name in ("epochs", "batch_size", "base_filters", "depth"):
+        if getattr(config, name) < 1:
+            raise bad(name, "must be at least 1")
+    for name in ("train_percent", "val_percent", "test_percent"):
+        if not 0 <= getattr(config, name) <= 100:
+            raise bad(name, "must be between 0 and 100")
+    for name in ("train_percent", "val_percent"):  # validation picks the best epoch: it cannot be empty
+        if getattr(config, name) <= 0:
+            raise bad(name, "must be above 0")
+    if not 0 < config.keep_percent <= 100:
+        raise bad("keep_percent", "must be above 0 and at most 100")
+    if config.total_keep is not None and config.total_keep < 1:
+        raise bad("total_keep", "must be at least 1 (or None for no cap)")
+    if not 0 <= config.dropout < 1:
+        raise bad("dropout", "must be in [0, 1)")
+    if config.learning_rate <= 0 or config.weight_decay < 0:
+        name = "learning_rate" if config.learning_rate <= 0 else "weight_decay"
+        raise bad(name, "must be positive")
+    if config.patience < 0:
+        raise bad("patience", "must be 0 (no early stopping) or more")
+    if config.slice_axis not in (0, 1, 2):
+        raise bad("slice_axis", "must be 0, 1 or 2")
+    for name, choices in (("loss", LOSSES), ("precision", PRECISIONS), ("normalization", NORMALIZATIONS)):
+        if getattr(config, name) not in choices:
+            raise bad(name, f"is not one of {', '.join(choices)}")
+    if config.depth > 7:
+        raise bad("depth", "is deeper than any slice allows (at most 7)")
+    labels = LabelMap.from_json(config.label_map)
+    if labels.num_classes < 2:
+        raise bad("label_map", "needs background and at least one structure")

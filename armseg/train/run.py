@@ -1,0 +1,320 @@
+"""One training run: a group's slices in, a registered `armseg-unet` version out, all in MLflow.
+
+`train()` is the plain function the CLI, the demo and `tune` call. It opens the run with
+`stage_run("train")`, which nests under an active run (a tune parent, the demo) and closes
+the run FINISHED, FAILED or KILLED whatever happens. Extra Keras callbacks (tune's pruning
+callback) are appended as they are; an `optuna.TrialPruned` raised by one ends the run
+KILLED (stopped on purpose), any other exception FAILED, and the exception propagates.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+
+from armseg.errors import ArmsegError
+from armseg.model.losses import make_loss
+from armseg.model.precision import dtype_policy, resolve_precision
+from armseg.model.registry import GROUP_TAG, MODEL_ARTIFACT, InferenceInfo, log_unet
+from armseg.model.unet import build_unet, pad_multiple
+from armseg.tracking.runs import ERROR_TAG, STAGE_TAG, stage_run
+from armseg.train.callbacks import (
+    BEST_WEIGHTS,
+    CHECKPOINT_DIR,
+    LAST_MODEL,
+    STATE_FILE,
+    CheckpointArtifacts,
+    EpochMetrics,
+    EpochTimer,
+    ResumableEarlyStopping,
+    TrainingState,
+    best_checkpoint,
+)
+from armseg.train.config import PARSERS, TrainConfig, typed
+from armseg.train.data import GroupData, SliceSet, load_group, make_dataset
+
+STAGE = "train"
+METRIC_NAMES = ("iou_humerus", "iou_biceps", "mean_iou")
+OVERLAY_SLICES = 4
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where the trained model is and how good it was."""
+
+    run_id: str
+    model_uri: str
+    model_version: str | None
+    best_val_mean_iou: float
+    test_mean_iou: float | None
+
+
+def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+          register: bool = True) -> TrainResult:
+    """Train on `config.group`, log everything to a new MLflow run and register the model."""
+    return _train(config, extra_callbacks, register, resume_run=None)
+
+
+def resume(run_id: str, extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+           register: bool = True) -> TrainResult:
+    """Continue an interrupted train run from its last checkpoint, in the same MLflow run."""
+    config, policy = config_of_run(run_id)
+    return _train(config, extra_callbacks, register, resume_run=run_id, policy=policy)
+
+
+def config_of_run(run_id: str) -> tuple[TrainConfig, str | None]:
+    """The TrainConfig a train run logged as its parameters, and the precision it resolved to."""
+    client = mlflow.MlflowClient()
+    try:
+        run = client.get_run(run_id)
+    except Exception as error:  # MLflow raises its own error types for unknown/malformed ids
+        raise ArmsegError(f"--resume: no MLflow run {run_id} at {mlflow.get_tracking_uri()}") from error
+    if run.data.tags.get(STAGE_TAG) != STAGE:
+        raise ArmsegError(f"--resume: run {run_id} is not a train run "
+                          f"({STAGE_TAG}={run.data.tags.get(STAGE_TAG)!r})")
+    if run.info.status == "FINISHED":
+        raise ArmsegError(f"--resume: run {run_id} already finished; there is nothing to continue")
+    params = run.data.params
+    values = {name: typed(name, params[name]) if params.get(name) not in (None, "None") else None
+              for name in PARSERS if name in params}
+    return TrainConfig(**{k: v for k, v in values.items() if v is not None}), params.get("precision_used")
+
+
+def _train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback], register: bool,
+           resume_run: str | None, policy: str | None = None) -> TrainResult:
+    import optuna
+
+    # A resumed run keeps the precision it started with, even on other hardware.
+    policy = policy or resolve_precision(config.precision)
+    keras.utils.set_random_seed(config.seed)
+    params = {**config.params(), "precision_used": policy}
+    tags = {GROUP_TAG: config.group}
+    with stage_run(STAGE, params=params, tags=tags, run_id=resume_run,
+                   run_name=None if resume_run else f"train-{config.group}",
+                   killed_on=(optuna.TrialPruned,)) as run, \
+            tempfile.TemporaryDirectory(prefix="armseg-train-") as scratch:
+        folder = Path(scratch)
+        state = _restore(resume_run, folder) if resume_run else TrainingState()
+        data = load_group(config, pad_multiple(config.depth))
+        print(f"[armseg train] group {config.group} at {data.folder}: {data.split.summary()} "
+              f"({data.split.mode}); precision {policy}")
+        mlflow.log_text(data.split_json(), "split.json")
+        if config.augment and state.epoch < 0:
+            _log_augmentation_examples(data.sets["train"], config, folder)
+        model = _model(config, policy, data, folder if resume_run else None)
+        callbacks = _callbacks(config, folder, state, extra_callbacks)
+        train_set = make_dataset(data.sets["train"], config.batch_size, True, config.seed, config.augment)
+        val_set = make_dataset(data.sets["val"], config.batch_size, False)
+        if state.epoch + 1 < config.epochs:
+            model.fit(train_set, validation_data=val_set, epochs=config.epochs, shuffle=False,
+                      steps_per_epoch=data.steps_per_epoch(config.batch_size),
+                      initial_epoch=state.epoch + 1, callbacks=callbacks, verbose=2)
+        if (folder / BEST_WEIGHTS).exists():
+            model.load_weights(folder / BEST_WEIGHTS)
+        test = _test(model, data, config.batch_size)
+        _log_learning_curve(run.info.run_id, folder)
+        _log_overlays(model, data.sets["val"], config, folder)
+        version = log_unet(_inference_copy(model, config, policy),
+                           InferenceInfo(pad_multiple=data.pad_multiple, label_map=config.labels,
+                                         slice_axis=config.slice_axis, group=config.group),
+                           register=register)
+        best = _best_val(run.info.run_id)
+        model_uri = (f"models:/{version.name}/{version.version}" if version is not None
+                     else f"runs:/{run.info.run_id}/{MODEL_ARTIFACT}")
+        print(f"[armseg train] best val_mean_iou {best:.4f}"
+              + (f", test_mean_iou {test:.4f}" if test is not None else "")
+              + f"; model {model_uri} (run {run.info.run_id})")
+        return TrainResult(run_id=run.info.run_id, model_uri=model_uri,
+                           model_version=str(version.version) if version is not None else None,
+                           best_val_mean_iou=best, test_mean_iou=test)
+
+
+def _restore(run_id: str, folder: Path) -> TrainingState:
+    """Fetch the last checkpoint of `run_id` into `folder`; none yet means start at epoch 0."""
+    client = mlflow.MlflowClient()
+    names = {Path(f.path).name for f in client.list_artifacts(run_id, CHECKPOINT_DIR)}
+    if ERROR_TAG in client.get_run(run_id).data.tags:
+        client.delete_tag(run_id, ERROR_TAG)  # the run is alive again; a new failure sets it anew
+    if STATE_FILE not in names or LAST_MODEL not in names:
+        print(f"[armseg train] run {run_id} has no checkpoint yet; starting it from epoch 1")
+        return TrainingState()
+    for name in (STATE_FILE, LAST_MODEL, BEST_WEIGHTS):
+        if name in names:
+            client.download_artifacts(run_id, f"{CHECKPOINT_DIR}/{name}", str(folder))
+    for name in (STATE_FILE, LAST_MODEL, BEST_WEIGHTS):
+        if (folder / CHECKPOINT_DIR / name).exists():
+            (folder / CHECKPOINT_DIR / name).replace(folder / name)
+    state = TrainingState.from_file(folder / STATE_FILE)
+    mlflow.set_tag("armseg.resumed_at_epoch", str(state.epoch + 2))
+    print(f"[armseg train] resuming run {run_id} after epoch {state.epoch + 1} "
+          f"(best val_mean_iou so far {state.best})")
+    return state
+
+
+def _model(config: TrainConfig, policy: str, data: GroupData, resume_folder: Path | None) -> keras.Model:
+    """A compiled U-Net: fresh, or the interrupted run's last model with its optimizer state."""
+    if resume_folder is not None and (resume_folder / LAST_MODEL).exists():
+        return keras.saving.load_model(resume_folder / LAST_MODEL)
+    with dtype_policy(policy):
+        model = _build(config)
+    labels = config.labels
+    foreground = list(range(1, labels.num_classes))
+    metrics = [keras.metrics.IoU(labels.num_classes, [index], sparse_y_pred=False, name=f"iou_{name}")
+               for index, name in zip(foreground, labels.foreground, strict=True)]
+    metrics.append(keras.metrics.IoU(labels.num_classes, foreground, sparse_y_pred=False, name="mean_iou"))
+    steps = data.steps_per_epoch(config.batch_size) * config.epochs
+    # Cosine decay over the planned epochs: large steps early, fine ones when early stopping looks.
+    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps, alpha=0.05)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=make_loss(config.loss, labels.num_classes),
+                  metrics=metrics)
+    return model
+
+
+def _build(config: TrainConfig) -> keras.Model:
+    return build_unet(depth=config.depth, base_filters=config.base_filters,
+                      num_classes=config.labels.num_classes, dropout=config.dropout,
+                      weight_decay=config.weight_decay, normalization=config.normalization,
+                      mean=config.mean)
+
+
+def _inference_copy(model: keras.Model, config: TrainConfig, policy: str) -> keras.Model:
+    """The same weights in an uncompiled model: no optimizer slots, no custom loss to import."""
+    with dtype_policy(policy):
+        copy = _build(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _callbacks(config: TrainConfig, folder: Path, state: TrainingState,
+               extra: Sequence[keras.callbacks.Callback]) -> list[keras.callbacks.Callback]:
+    """Order matters: the best checkpoint and early stopping decide before the state is saved."""
+    callbacks: list[keras.callbacks.Callback] = [EpochTimer(), best_checkpoint(folder, state)]
+    if config.patience > 0:
+        callbacks.append(ResumableEarlyStopping(config.patience, state))
+    # A run resumed after at least one epoch already logged the optimizer config and summary.
+    callbacks += [EpochMetrics(resumed=state.epoch >= 0), CheckpointArtifacts(folder, state)]
+    return callbacks + list(extra)
+
+
+def _test(model: keras.Model, data: GroupData, batch_size: int) -> float | None:
+    """Score the best weights on the test split: test_mean_iou, test_iou_<structure>, test_loss."""
+    if len(data.sets["test"]) == 0:
+        print("[armseg train] no test split (test_percent 0): test metrics not logged")
+        return None
+    scores = model.evaluate(make_dataset(data.sets["test"], batch_size, False), return_dict=True, verbose=0)
+    mlflow.log_metrics({f"test_{name}": float(value) for name, value in scores.items()})
+    return float(scores["mean_iou"])
+
+
+def _best_val(run_id: str) -> float:
+    history = mlflow.MlflowClient().get_metric_history(run_id, "val_mean_iou")
+    return max((m.value for m in history), default=float("nan"))
+
+
+def _log_learning_curve(run_id: str, folder: Path) -> None:
+    """loss/val_loss and IoUs per epoch, from the run's own history (resumed epochs included)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mlflow.flush_async_logging()
+    client = mlflow.MlflowClient()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, names in ((left, ("loss", "val_loss")),
+                        (right, ("val_iou_humerus", "val_iou_biceps", "val_mean_iou"))):
+        for name in names:
+            points = sorted((m.step, m.value) for m in client.get_metric_history(run_id, name))
+            if points:
+                steps, values = zip(*points, strict=True)
+                axis.plot(np.array(steps) + 1, values, marker="o", label=name)
+        axis.set_xlabel("epoch")
+        axis.legend()
+        axis.grid(alpha=0.3)
+    left.set_title("loss")
+    right.set_title("validation IoU")
+    right.set_ylim(0, 1)
+    figure.tight_layout()
+    path = folder / "learning_curve.png"
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    mlflow.log_artifact(str(path))
+
+
+def _log_overlays(model: keras.Model, val: SliceSet, config: TrainConfig, folder: Path) -> None:
+    """Prediction (filled) over ground truth (outline) on a few validation slices."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    picks = np.unique(np.linspace(0, len(val) - 1, OVERLAY_SLICES).round().astype(int))
+    images = val.images[picks].astype(np.float32)
+    predicted = np.argmax(model.predict(images[..., None], verbose=0), axis=-1)
+    labels = config.labels
+    colours = ["none", "tab:orange", "tab:cyan", "tab:green", "tab:pink", "tab:olive"][:labels.num_classes]
+    figure, axes = plt.subplots(1, picks.size, figsize=(4 * picks.size, 4), squeeze=False)
+    for axis, image, truth, guess, index in zip(axes[0], images, val.labels[picks], predicted, picks,
+                                                strict=True):
+        axis.imshow(image, cmap="gray")
+        axis.imshow(np.ma.masked_equal(guess, 0), cmap=ListedColormap(colours), alpha=0.4,
+                    vmin=0, vmax=labels.num_classes - 1, interpolation="nearest")
+        for class_index in range(1, labels.num_classes):
+            if (truth == class_index).any():
+                axis.contour(truth == class_index, levels=[0.5], colors=[colours[class_index]],
+                             linewidths=1.2)
+        axis.set_title(f"val slice {index}: {_slice_ious(truth, guess, labels.num_classes)}", fontsize=8)
+        axis.axis("off")
+    figure.suptitle(f"{config.group}: prediction (filled) vs ground truth (outline); "
+                    + ", ".join(f"{n} {c.removeprefix('tab:')}"
+                                for n, c in zip(labels.foreground, colours[1:], strict=True)),
+                    fontsize=9)
+    figure.tight_layout()
+    path = folder / "val_overlays.png"
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    mlflow.log_artifact(str(path), "overlays")
+
+
+def _log_augmentation_examples(train_set: SliceSet, config: TrainConfig, folder: Path) -> None:
+    """Training slices as the network sees them after augmentation (labels outlined), to check by eye."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from armseg.train.data import augment_batch
+
+    picks = np.unique(np.linspace(0, len(train_set) - 1, OVERLAY_SLICES).round().astype(int))
+    images, labels = augment_batch(train_set.images[picks], train_set.labels[picks])
+    figure, axes = plt.subplots(2, picks.size, figsize=(3.5 * picks.size, 7), squeeze=False)
+    for column, index in enumerate(picks):
+        axes[0, column].imshow(train_set.images[index], cmap="gray")
+        axes[0, column].set_title(f"train slice {index}", fontsize=8)
+        axes[1, column].imshow(images[column, ..., 0].numpy(), cmap="gray")
+        axes[1, column].contour(labels[column].numpy(), levels=np.arange(config.labels.num_classes - 1) + 0.5,
+                                colors="tab:orange", linewidths=0.8)
+        axes[1, column].set_title("augmented, labels outlined", fontsize=8)
+    for axis in axes.ravel():
+        axis.axis("off")
+    figure.tight_layout()
+    path = folder / "augmentation_examples.png"
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    mlflow.log_artifact(str(path), "overlays")
+
+
+def _slice_ious(truth: np.ndarray, guess: np.ndarray, num_classes: int) -> str:
+    parts = []
+    for index in range(1, num_classes):
+        union = np.count_nonzero((truth == index) | (guess == index))
+        both = np.count_nonzero((truth == index) & (guess == index))
+        parts.append(f"{both / union:.2f}" if union else "-")
+    return "IoU " + "/".join(parts)

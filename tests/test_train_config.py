@@ -1,0 +1,131 @@
+"""Train's parameters: OpenArm's trainingconfig.ini read as it is, explicit values winning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from armseg.errors import ArmsegError
+from armseg.model.precision import resolve_precision
+from armseg.train.config import TrainConfig, resolve_config
+
+EXAMPLE_INI = Path("/work/shared/openarm/trainingconfig.example.ini")
+EXAMPLE_TEXT = """\
+[DEFAULT]
+models_dir = /data/openarm/models/u-net_v1-0/groups_15e
+training_data_dir = /data/openarm/training_groups
+epochs = 15
+batch_size = 1
+train_percent = 65
+val_percent = 5
+test_percent = 30
+mean = 0
+weight_decay = 1e-6
+learning_rate = 1e-4
+dropout = 0.5
+max_to_keep = 10000
+ckpt_n_hours = 1
+ckpt_n_epochs = 1
+
+[group_1_1]
+training_data_dir = /data/openarm/training_groups/group_1/group_1_1
+keep_percent = 100
+
+[group_2_3]
+training_data_dir = /data/openarm/training_groups/group_2/group_2_3
+keep_percent = 50
+epochs = 10
+learning_rate = 5e-5
+"""
+
+
+@pytest.fixture
+def example_ini(tmp_path: Path) -> Path:
+    """The shared example when present, else the same text (OpenArm's format, verbatim keys)."""
+    if EXAMPLE_INI.is_file():
+        return EXAMPLE_INI
+    path = tmp_path / "trainingconfig.ini"
+    path.write_text(EXAMPLE_TEXT)
+    return path
+
+
+def test_example_ini_section_is_read_with_default_filling_gaps(example_ini: Path) -> None:
+    config = resolve_config({"group": "group_2_3"}, str(example_ini), None)
+    assert (config.epochs, config.keep_percent, config.learning_rate) == (10, 50.0, 5e-5)  # section
+    assert (config.batch_size, config.dropout, config.weight_decay) == (1, 0.5, 1e-6)  # DEFAULT
+    assert (config.train_percent, config.val_percent, config.test_percent) == (65, 5, 30)
+    assert config.training_data_dir == "/data/openarm/training_groups/group_2/group_2_3"
+    # OpenArm's checkpoint keys are accepted and kept, so they are logged as params
+    assert (config.models_dir, config.max_to_keep, config.ckpt_n_hours, config.ckpt_n_epochs) == (
+        "/data/openarm/models/u-net_v1-0/groups_15e", 10000, 1.0, 1)
+    assert {"models_dir", "max_to_keep", "ckpt_n_hours", "ckpt_n_epochs"} <= set(config.params())
+    # what neither the file nor the user set takes armseg's default
+    assert (config.depth, config.loss) == (TrainConfig.depth, TrainConfig.loss)
+
+
+def test_explicit_values_win_and_empty_strings_mean_not_given(example_ini: Path) -> None:
+    values = {"group": "group_2_3", "epochs": "3", "dropout": "", "batch_size": None, "depth": "2"}
+    config = resolve_config(values, str(example_ini), "")
+    assert (config.epochs, config.dropout, config.batch_size, config.depth) == (3, 0.5, 1, 2)
+
+
+def test_section_defaults_to_group_and_names_the_group_when_alone(example_ini: Path) -> None:
+    assert resolve_config({"group": "group_1_1"}, str(example_ini), None).keep_percent == 100
+    from_section = resolve_config({}, str(example_ini), "group_1_1")
+    assert from_section.group == "group_1_1" and from_section.epochs == 15
+    other = resolve_config({"group": "mine"}, str(example_ini), "group_2_3")
+    assert other.group == "mine" and other.epochs == 10
+
+
+def test_unknown_key_is_an_error_naming_key_and_file(tmp_path: Path) -> None:
+    path = tmp_path / "trainingconfig.ini"
+    path.write_text("[DEFAULT]\nepochs = 3\n[group_1_1]\nlearning_rat = 1e-3\n")
+    with pytest.raises(ArmsegError, match=r"trainingconfig\.ini.*unknown key 'learning_rat'"):
+        resolve_config({"group": "group_1_1"}, str(path), None)
+
+
+def test_missing_section_and_bad_values_name_what_is_wrong(tmp_path: Path, example_ini: Path) -> None:
+    with pytest.raises(ArmsegError, match=r"no section \[group_9_9\].*group_1_1, group_2_3"):
+        resolve_config({"group": "group_9_9"}, str(example_ini), None)
+    bad = tmp_path / "bad.ini"
+    bad.write_text("[g]\nepochs = many\n")
+    with pytest.raises(ArmsegError, match=r"bad\.ini.*epochs"):
+        resolve_config({"group": "g"}, str(bad), None)
+    with pytest.raises(ArmsegError, match="no such config file"):
+        resolve_config({"group": "g"}, str(tmp_path / "missing.ini"), None)
+
+
+@pytest.mark.parametrize(("values", "flag"), [
+    ({"epochs": "two"}, "--epochs"), ({"loss": "focal"}, "--loss"), ({"depth": "0"}, "--depth"),
+    ({"keep_percent": "0"}, "--keep-percent"), ({"val_percent": "0"}, "--val-percent"),
+    ({"precision": "fp8"}, "--precision"),
+    ({"include_augmented": "maybe"}, "--include-augmented"), ({"label_map": "{7: humerus}"}, "label map"),
+])
+def test_bad_parameters_are_one_sentence_naming_the_flag(values: dict, flag: str) -> None:
+    with pytest.raises(ArmsegError, match=flag):
+        resolve_config({"group": "g", **values})
+
+
+def test_defaults_typing_and_required_group() -> None:
+    config = resolve_config({"group": "g", "include_augmented": "false", "total_keep": "None",
+                             "batch_size": "4", "label_map": '{"background": [0], "bone": [7]}'})
+    assert config.include_augmented is False and config.total_keep is None and config.batch_size == 4
+    assert config.labels.classes == ("background", "bone")
+    assert resolve_config({"group": "g"}) == TrainConfig(group="g")
+    with pytest.raises(ArmsegError, match="--group is required"):
+        resolve_config({"group": ""})
+    with pytest.raises(ArmsegError, match="unknown train parameter"):
+        resolve_config({"group": "g", "epoch": 3})
+
+
+def test_seed_shape_of_openarm_is_expressible() -> None:
+    config = resolve_config({"group": "g", "depth": "5", "base_filters": "64"})
+    assert config.base_filters * 2 ** config.depth == 2048
+
+
+def test_auto_precision_follows_cpu_flags() -> None:
+    assert resolve_precision("auto", {"amx_bf16", "avx512f"}) == "mixed_bfloat16"
+    assert resolve_precision("auto", {"avx512_bf16"}) == "mixed_bfloat16"
+    assert resolve_precision("auto", {"avx2"}) == "float32"  # this test machine has no GPU
+    assert resolve_precision("float32", {"amx_bf16"}) == "float32"

@@ -1,0 +1,159 @@
+"""The data pipeline: leak-free splits, OpenArm's thinning, uint8 streaming, sparse losses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from armseg.errors import ArmsegError
+from armseg.io.tree import Scan
+from armseg.train.config import TrainConfig
+from armseg.train.data import block_bounds, group_folder, load_group, make_dataset, plan_split
+
+
+def scan(name: str) -> Scan:
+    folder = Path("/group") / name
+    return Scan(folder=folder, volume=folder / "v_vol.nii", segmentation=folder / "v_seg.nii")
+
+
+def trials(split, name: str) -> list[str]:
+    return [part.scan.trial for part in split.parts[name]]
+
+
+def config(**changes) -> TrainConfig:
+    base = dict(group="g", keep_percent=100, train_percent=60, val_percent=20, test_percent=20)
+    return TrainConfig(**{**base, **changes})
+
+
+def test_split_by_scan_keeps_augmented_copies_of_held_out_scans_out_of_training() -> None:
+    originals = [f"trial{i}_0_fs" for i in range(1, 6)]
+    copies = [f"{name}_rot10" for name in originals] + [f"{name}_ed" for name in originals]
+    scans = [scan(n) for n in originals + copies]
+    lengths = {s.trial: 10 for s in scans}
+    split = plan_split(scans, lengths, config())
+    assert split.mode == "by_scan"
+    assert len(split.parts["val"]) == 1 and len(split.parts["test"]) == 1
+    held = set(trials(split, "val")) | set(trials(split, "test"))
+    assert not any(name.endswith(("_rot10", "_ed")) for name in held)  # copies never validate
+    training = trials(split, "train")
+    assert not any(t.startswith(tuple(h + "_" for h in held)) or t in held for t in training)
+    assert len(training) == 3 * 3  # three sources, each with its two copies
+    without = plan_split(scans, lengths, config(include_augmented=False))
+    assert trials(without, "train") == [t for t in training if not t.endswith(("_rot10", "_ed"))]
+    assert all(part.indices.size == 10 for part in split.parts["train"])
+
+
+def test_split_is_seeded_and_percent_shapes_the_counts() -> None:
+    scans = [scan(f"trial{i}_x") for i in range(1, 11)]
+    lengths = {s.trial: 4 for s in scans}
+    first = plan_split(scans, lengths, config(seed=1))
+    assert trials(first, "val") == trials(plan_split(scans, lengths, config(seed=1)), "val")
+    assert [len(first.parts[n]) for n in ("train", "val", "test")] == [6, 2, 2]
+    no_test = plan_split(scans, lengths, config(test_percent=0))
+    assert no_test.parts["test"] == [] and len(no_test.parts["val"]) == 2
+
+
+def test_single_scan_is_cut_into_blocks_with_gaps_and_copies_train_only_on_the_train_block() -> None:
+    scans = [scan("trial1_0_fs"), scan("trial1_0_fs_rot5")]
+    split = plan_split(scans, {"trial1_0_fs": 100, "trial1_0_fs_rot5": 100}, config())
+    assert split.mode == "by_block"
+    train, val, test = (np.concatenate([p.indices for p in split.parts[n] if p.scan.trial == "trial1_0_fs"])
+                        for n in ("train", "val", "test"))
+    assert train.max() < val.min() - 2 and val.max() < test.min() - 2  # gaps between the blocks
+    assert np.all(np.diff(val) == 1) and np.all(np.diff(test) == 1)  # contiguous along the arm
+    copy = next(p for p in split.parts["train"] if p.scan.trial.endswith("_rot5"))
+    np.testing.assert_array_equal(copy.indices, train)
+    assert trials(split, "val") == trials(split, "test") == ["trial1_0_fs"]
+    with pytest.raises(ArmsegError, match="too few"):
+        block_bounds(4, np.array([60.0, 20.0, 20.0]))
+
+
+def test_augmented_copies_join_the_pool_without_lengthening_the_epoch() -> None:
+    from armseg.train.data import GroupData
+
+    scans = [scan("trial1_0_fs"), scan("trial1_0_fs_rot5"), scan("trial1_0_fs_rot-5")]
+    split = plan_split(scans, {s.trial: 100 for s in scans}, config())
+    data = GroupData(folder=Path("/group"), split=split, sets={}, pad_multiple=16)
+    originals = split.parts["train"][0].indices.size
+    assert split.count("train") == 3 * originals
+    assert data.steps_per_epoch(8) == -(-originals // 8)
+
+
+def test_keep_percent_is_even_along_the_arm_and_total_keep_caps_training() -> None:
+    scans = [scan(f"trial{i}_x") for i in range(1, 6)]
+    lengths = {s.trial: 40 for s in scans}
+    kept = plan_split(scans, lengths, config(keep_percent=25))
+    part = kept.parts["train"][0]
+    assert part.indices.size == 10 and set(np.diff(part.indices)) <= {4, 5}
+    assert kept.count("val") == 10  # keep_percent thins every scan
+    capped = plan_split(scans, lengths, config(total_keep=30))
+    assert capped.count("train") == 30 and capped.count("val") == 40
+    assert {p.scan.trial for p in capped.parts["train"]} == set(trials(kept, "train"))
+
+
+def test_load_group_stacks_uint8_slices_padded_for_the_network(tiny_tree: Path) -> None:
+    cfg = TrainConfig(group="group_1_2", data_root=str(tiny_tree), keep_percent=100)
+    data = load_group(cfg, pad_multiple=16, progress=False)
+    assert data.split.mode == "by_scan"
+    for name in ("train", "val", "test"):
+        images, labels = data.sets[name].images, data.sets[name].labels
+        assert images.dtype == np.uint8 and labels.dtype == np.uint8  # never float64 one-hot
+        assert images.shape[1:] == (48, 64) and images.shape == labels.shape
+        assert set(np.unique(labels)) <= {0, 1, 2}
+    assert len(data.sets["train"]) == 24 and len(data.sets["val"]) == 12
+    assert '"mode": "by_scan"' in data.split_json()
+    odd = load_group(cfg, pad_multiple=32, progress=False).sets["train"]
+    assert odd.images.shape[1:] == (64, 64) and not odd.labels[:, 48:].any()
+
+
+def test_group_folder_prefers_existing_training_data_dir(tiny_tree: Path, tmp_path: Path) -> None:
+    real = group_folder(TrainConfig(group="group_1_1", data_root=str(tiny_tree)))
+    assert real.name == "group_1_1"
+    assert group_folder(TrainConfig(group="x", data_root=str(tmp_path), training_data_dir=str(real))) == real
+    missing = TrainConfig(group="group_1_1", data_root=str(tiny_tree),
+                          training_data_dir="/elsewhere/group_2_1")
+    assert group_folder(missing).name == "group_2_1"  # found under data_root by the folder's name
+    with pytest.raises(ArmsegError, match="group 'nope' not found.*group_1_1"):
+        group_folder(TrainConfig(group="nope", data_root=str(tiny_tree)))
+
+
+def test_dataset_streams_float32_images_and_uint8_labels_augmented_consistently() -> None:
+    from armseg.train.data import SliceSet
+
+    labels = np.zeros((6, 48, 64), np.uint8)
+    labels[:, 10:30, 5:40] = 2
+    labels[:, 32:44, 20:30] = 1
+    images = (labels * 100 + 20).astype(np.uint8)
+    dataset = make_dataset(SliceSet(images, labels), batch_size=3, training=True, seed=0)
+    spec = dataset.element_spec
+    assert spec[0].dtype.name == "float32" and spec[1].dtype.name == "uint8"
+    for batch_images, batch_labels in dataset.take(6):  # endless: fit's steps_per_epoch ends epochs
+        x, y = batch_images.numpy()[..., 0], batch_labels.numpy()
+        assert x.shape == (3, 48, 64) and y.shape == (3, 48, 64)
+        assert set(np.unique(y)) <= {0, 1, 2}
+        for slice_x, slice_y in zip(x, y, strict=True):
+            # the image moved with its labels: brighter tissue stays where its label went
+            inside = slice_x[(slice_y == 2)].mean()
+            outside = slice_x[(slice_y == 0) & (slice_x > 0)].mean()
+            assert inside > outside
+    plain = next(iter(make_dataset(SliceSet(images, labels), 6, training=False)))
+    np.testing.assert_array_equal(plain[0].numpy()[..., 0], images.astype(np.float32))
+
+
+def test_sparse_dice_equals_the_one_hot_formula() -> None:
+    from armseg.model.losses import SparseDice, make_loss
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 3, (2, 8, 8))
+    probabilities = rng.dirichlet(np.ones(3), (2, 8, 8)).astype(np.float32)
+    one_hot = np.eye(3)[truth]
+    overlap = (one_hot * probabilities).sum((0, 1, 2))
+    dice = (2 * overlap + 1) / (one_hot.sum((0, 1, 2)) + probabilities.sum((0, 1, 2)) + 1)
+    expected = 1 - dice[1:].mean()
+    assert float(SparseDice(3)(truth, probabilities)) == pytest.approx(expected, rel=1e-5)
+    combined = float(make_loss("ce+dice", 3)(truth, probabilities))
+    ce = -np.log(np.take_along_axis(probabilities, truth[..., None], -1)).mean()
+    assert combined == pytest.approx(ce + expected, rel=1e-4)
+    assert float(make_loss("dice", 3)(truth, np.eye(3, dtype=np.float32)[truth])) < 0.01

@@ -1,0 +1,131 @@
+"""A train run keeps the tracking contract (SPEC 4), registers its model, and resumes after a crash."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import optuna
+import pytest
+
+from armseg.cli import main
+from armseg.model.registry import REGISTERED_MODEL, load_unet
+from armseg.train.config import TrainConfig
+from armseg.train.run import resume, train
+
+EPOCH_METRICS = ("loss", "val_loss", "val_iou_humerus", "val_iou_biceps", "val_mean_iou")
+TINY = dict(depth=2, base_filters=4, batch_size=8, keep_percent=100, precision="float32", patience=0)
+
+
+def store(uri: str) -> sqlite3.Connection:
+    return sqlite3.connect(uri.removeprefix("sqlite:///"))
+
+
+def metric_steps(db: sqlite3.Connection, run_id: str, key: str) -> list[int]:
+    rows = db.execute("SELECT step FROM metrics WHERE run_uuid = ? AND key = ? ORDER BY step",
+                      (run_id, key)).fetchall()
+    return [step for (step,) in rows]
+
+
+def artifact_paths(run_id: str) -> set[str]:
+    client, found, folders = mlflow.MlflowClient(), set(), [None]
+    while folders:
+        for item in client.list_artifacts(run_id, folders.pop()):
+            (folders.append(item.path) if item.is_dir else found.add(item.path))
+    return found
+
+
+class Stop(keras.callbacks.Callback):
+    """Raise `error` at the end of epoch `epoch`, after the checkpoint of that epoch is logged."""
+
+    def __init__(self, epoch: int, error: BaseException):
+        super().__init__()
+        self.epoch, self.error = epoch, error
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise self.error
+
+
+@pytest.mark.slow
+def test_cli_train_with_an_ini_logs_the_contract_and_registers_the_model(
+        tracking: str, tiny_tree: Path, tmp_path: Path) -> None:
+    ini = tmp_path / "trainingconfig.ini"
+    ini.write_text("[DEFAULT]\nepochs = 5\nbatch_size = 8\nmodels_dir = /models\nmax_to_keep = 3\n"
+                   "[group_1_2]\nepochs = 2\nkeep_percent = 100\ndepth = 4\n")
+    code = main(["train", "--data-root", str(tiny_tree), "--group", "group_1_2", "--config", str(ini),
+                 "--depth", "2", "--base-filters", "4", "--precision", "float32", "--patience", "0",
+                 "--learning-rate", ""])
+    assert code == 0
+    (run,) = mlflow.search_runs(output_format="list")
+    run_id = run.info.run_id
+
+    db = store(tracking)
+    params = dict(db.execute("SELECT key, value FROM params WHERE run_uuid = ?", (run_id,)))
+    expected = {"group": "group_1_2", "epochs": "2", "depth": "2", "loss": "ce+dice", "keep_percent": "100.0",
+                "batch_size": "8", "models_dir": "/models", "max_to_keep": "3", "learning_rate": "0.002",
+                "precision_used": "float32"}
+    assert {name: params.get(name) for name in expected} == expected  # section > DEFAULT, flags > ini
+    assert set(TrainConfig(group="g").params()) <= set(params)
+    for key in EPOCH_METRICS:
+        assert metric_steps(db, run_id, key) == [0, 1], key
+    assert {"test_mean_iou", "test_iou_humerus", "test_iou_biceps"} <= {
+        key for (key,) in db.execute("SELECT key FROM metrics WHERE run_uuid = ?", (run_id,))}
+    tags = dict(db.execute("SELECT key, value FROM tags WHERE run_uuid = ?", (run_id,)))
+    assert tags["armseg.stage"] == "train" and tags["armseg.group"] == "group_1_2"
+    assert db.execute("SELECT status FROM runs WHERE run_uuid = ?", (run_id,)).fetchone() == ("FINISHED",)
+    (version, source_run), = db.execute("SELECT version, run_id FROM model_versions WHERE name = ?",
+                                        (REGISTERED_MODEL,))
+    assert source_run == run_id
+    version_tags = dict(db.execute("SELECT key, value FROM model_version_tags WHERE name = ? AND version = ?",
+                                   (REGISTERED_MODEL, version)))
+    assert version_tags["armseg.group"] == "group_1_2"
+
+    assert {"learning_curve.png", "overlays/val_overlays.png", "split.json", "checkpoints/last.keras",
+            "checkpoints/state.json", "checkpoints/best.weights.h5"} <= artifact_paths(run_id)
+    model, info = load_unet(f"models:/{REGISTERED_MODEL}/{version}")
+    assert (info.pad_multiple, info.group, info.slice_axis) == (4, "group_1_2", 2)
+    probabilities = model.predict(np.full((1, 48, 64, 1), 90, np.float32), verbose=0)
+    assert probabilities.shape == (1, 48, 64, 3) and probabilities.dtype == np.float32
+    signature = mlflow.models.get_model_info(f"models:/{REGISTERED_MODEL}/{version}").signature
+    assert signature is not None and signature.inputs.to_dict()[0]["name"] == "image"
+
+
+@pytest.mark.slow
+def test_a_pruned_run_ends_killed_and_resume_finishes_it_like_an_uninterrupted_one(
+        tracking: str, tiny_tree: Path) -> None:
+    config = TrainConfig(group="group_1_1", data_root=str(tiny_tree), epochs=3, **TINY)
+    with pytest.raises(optuna.TrialPruned):
+        train(config, extra_callbacks=[Stop(1, optuna.TrialPruned("pruned at epoch 2"))])
+    run = mlflow.search_runs(output_format="list")[0]
+    assert run.info.status == "KILLED" and "pruned" in run.data.tags["armseg.error"]
+    assert mlflow.search_registered_models() == []
+
+    result = resume(run.info.run_id)
+    assert result.run_id == run.info.run_id and result.model_version == "1"
+    best = max(m.value for m in mlflow.MlflowClient().get_metric_history(result.run_id, "val_mean_iou"))
+    assert result.best_val_mean_iou == pytest.approx(best) and 0 <= result.test_mean_iou <= 1
+    db = store(tracking)
+    for key in EPOCH_METRICS:
+        assert metric_steps(db, result.run_id, key) == [0, 1, 2], key  # epoch 3 only, no repeats
+    finished = mlflow.get_run(result.run_id)
+    assert finished.info.status == "FINISHED" and "armseg.error" not in finished.data.tags
+    assert finished.data.tags["armseg.resumed_at_epoch"] == "3"
+    assert {"learning_curve.png", "overlays/val_overlays.png"} <= artifact_paths(result.run_id)
+
+
+def test_cli_errors_are_one_line_and_fail_the_run(tracking: str, tiny_tree: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    code = main(["train", "--data-root", str(tiny_tree), "--group", "group_9_9", "--epochs", "1"])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(error) == 1 and "group 'group_9_9' not found" in error[0]
+    run = mlflow.search_runs(output_format="list")[0]
+    assert run.info.status == "FAILED" and "group_9_9" in run.data.tags["armseg.error"]
+    assert main(["train", "--resume", run.info.run_id, "--epochs", "3"]) == 2
+    assert "--epochs" in capsys.readouterr().err
+    assert main(["train", "--resume", "0123456789abcdef"]) == 2
+    assert main(["train", "--group", "g", "--batch-size", "lots"]) == 2
+    assert "--batch-size" in capsys.readouterr().err
