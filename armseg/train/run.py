@@ -38,6 +38,7 @@ from armseg.train.callbacks import (
 )
 from armseg.train.config import PARSERS, TrainConfig, typed
 from armseg.train.data import GroupData, SliceSet, load_group, make_dataset
+from armseg.train.distribute import training_strategy
 
 STAGE = "train"
 METRIC_NAMES = ("iou_humerus", "iou_biceps", "mean_iou")
@@ -107,7 +108,10 @@ def _train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callba
         mlflow.log_text(data.split_json(), "split.json")
         if config.augment and state.epoch < 0:
             _log_augmentation_examples(data.sets["train"], config, folder)
-        model = _model(config, policy, data, folder if resume_run else None)
+        strategy = training_strategy()
+        mlflow.set_tag("armseg.replicas", str(strategy.num_replicas_in_sync))
+        with strategy.scope():  # several GPUs: variables mirrored, each batch split across them
+            model = _model(config, policy, data, folder if resume_run else None)
         callbacks = _callbacks(config, folder, state, extra_callbacks)
         train_set = make_dataset(data.sets["train"], config.batch_size, True, config.seed, config.augment)
         val_set = make_dataset(data.sets["val"], config.batch_size, False)
