@@ -16,11 +16,11 @@ demo: $(STAMP)
 	$(BIN)/armseg demo --out demo
 
 test: $(STAMP)
-	$(BIN)/ruff check armseg tests benchmarks entry_points
+	$(BIN)/ruff check armseg tests benchmarks
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check armseg tests benchmarks entry_points
+	$(BIN)/ruff check armseg tests benchmarks
 
 bench: $(STAMP)
 	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
