@@ -13,8 +13,7 @@ import argparse
 import time
 from pathlib import Path
 
-from armseg.errors import ArmsegError
-from armseg.params import parse_bool, typed_list, typed_value
+from armseg.params import parse_bool, typed_value
 
 GROUPS = ("group_1_1", "group_2_1")
 AUGMENTED_GROUP = "group_1_1"
@@ -34,10 +33,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    size = typed_list(args.size, "size", int)
-    if len(size) != 2:
-        raise ArmsegError(f"--size takes two integers (rows columns), got {' '.join(map(str, size))}")
-    demo(Path(args.out), (size[0], size[1]), typed_value(args.slices, "slices", int) or 100,
+    from armseg.synth.command import parse_size
+
+    demo(Path(args.out), parse_size(args.size), typed_value(args.slices, "slices", int) or 100,
          epochs=typed_value(args.epochs, "epochs", int), seed=typed_value(args.seed, "seed", int) or 0,
          quick=parse_bool(args.quick, "quick"))
 

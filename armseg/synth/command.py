@@ -31,7 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="PNG of the test subject's first scan (default: <out>/montage.png)")
 
 
-def _size(values: object) -> tuple[int, int]:
+def parse_size(values: object) -> tuple[int, int]:
+    """`--size 256 256`, `--size "256 256"` or `256,256` as (rows, columns)."""
     size = typed_list(values, "size", int)
     if len(size) != 2:
         raise ArmsegError(f"--size takes two integers (rows columns), got {len(size)}: "
@@ -57,7 +58,7 @@ def synthesize(out: Path, subjects: int = 3, seed: int = 0, size: object = (256,
     params = {"out": str(out), "subjects": subjects, "seed": seed, "size": size, "slices": slices,
               "montage": str(montage)}
     with stage_run("synth", params=params):
-        size = _size([str(v) for v in size] if not isinstance(size, str) else size)
+        size = parse_size([str(v) for v in size] if not isinstance(size, str) else size)
         if montage.is_dir():
             raise ArmsegError(f"--montage {montage} is a folder; give the path of a .png file")
         summary = write_tree(out, subjects=subjects, seed=seed, size=size, slices=slices)
