@@ -99,11 +99,13 @@ def store(module_tracking: str) -> dict[str, str]:
     return runs
 
 
-def test_names_agree_with_the_registry() -> None:
-    from armseg.model import registry
-    from armseg.predict import models
+def test_model_resolution_does_not_load_tensorflow() -> None:
+    import subprocess
+    import sys
 
-    assert (models.MODEL_ARTIFACT, models.GROUP_TAG) == (registry.MODEL_ARTIFACT, registry.GROUP_TAG)
+    code = "import sys, armseg.predict.models, armseg.evaluate.command; print('tensorflow' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
 
 
 def test_resolve_every_form(store: dict[str, str]) -> None:

@@ -27,6 +27,7 @@ from armseg.augment.write import elastic_folder_name, rotation_folder_name, writ
 from armseg.errors import ArmsegError
 from armseg.io.images import Image, read_image
 from armseg.io.tree import Scan, find_group, group_scans
+from armseg.model.names import GROUP_TAG
 from armseg.params import parse_bool, typed_list, typed_value
 from armseg.tracking.runs import stage_run
 
@@ -118,7 +119,7 @@ def augment_group(data_root: Path | str, group: str, degrees: Sequence[float], a
     params = {"data_root": str(data_root), "group": group, "degrees": list(degrees),
               "alphas": list(alphas), "sigmas": list(sigmas), "seed": seed, "overwrite": overwrite,
               "slice_axis": slice_axis, "slice_sigma": slice_sigma}
-    with stage_run("augment", params, tags={"armseg.group": group}) as active:
+    with stage_run("augment", params, tags={GROUP_TAG: group}) as active:
         validate(degrees, alphas, sigmas, seed, slice_axis, slice_sigma)
         plan = recipes(degrees, alphas, sigmas)
         folder = find_group(data_root, group)

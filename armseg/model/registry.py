@@ -18,10 +18,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
 from armseg.io.labels import DEFAULT_LABEL_MAP, LabelMap
-
-REGISTERED_MODEL = "armseg-unet"
-MODEL_ARTIFACT = "model"
-GROUP_TAG = "armseg.group"
+from armseg.model.names import GROUP_TAG, MODEL_ARTIFACT, REGISTERED_MODEL
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,8 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
 from armseg.errors import ArmsegError
+from armseg.model.names import GROUP_TAG, MODEL_ARTIFACT
 from armseg.tracking.runs import STAGE_TAG
-
-# As armseg.model.registry names them; not imported from there because that module loads
-# Keras (TensorFlow), which `evaluate` and `--help` should not pay for. A test checks they agree.
-MODEL_ARTIFACT = "model"
-GROUP_TAG = "armseg.group"
 
 _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>[^/]+)|@(?P<alias>[^/]+))$")
 _RUN_URI = re.compile(r"^runs:/(?P<run_id>[^/]+)/(?P<path>.+)$")
