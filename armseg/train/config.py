@@ -19,7 +19,7 @@ from typing import Any
 from armseg.errors import ArmsegError
 from armseg.io.labels import DEFAULT_LABEL_MAP, LabelMap
 from armseg.model.unet import NORMALIZATIONS
-from armseg.params import empty_as_none, typed_value
+from armseg.params import FALSE_WORDS, TRUE_WORDS, empty_as_none, typed_value
 
 LOSSES = ("ce", "dice", "ce+dice")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
@@ -82,16 +82,17 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-def parse_bool(text: str) -> bool:
+def _bool(text: str) -> bool:
+    """armseg's true/false words; unlike a CLI switch, an empty value is not a choice here."""
     lowered = str(text).strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
+    if lowered in TRUE_WORDS:
         return True
-    if lowered in ("0", "false", "no", "off"):
+    if lowered and lowered in FALSE_WORDS:
         return False
     raise ValueError(text)
 
 
-parse_bool.__name__ = "boolean (true/false)"
+_bool.__name__ = "boolean (true/false)"
 
 
 def _optional_int(text: str) -> int | None:
@@ -120,7 +121,7 @@ def _optional(kind: Callable[[str], Any]) -> Callable[[str], Any]:
 def _parsers() -> dict[str, Callable[[str], Any]]:
     """How each field's text is read, from its annotation."""
     kinds: dict[str, Callable[[str], Any]] = {
-        "int": _int, "float": float, "str": str, "bool": parse_bool,
+        "int": _int, "float": float, "str": str, "bool": _bool,
         "int | None": _optional(_int), "float | None": _optional(float), "str | None": _optional(str),
     }
     return {f.name: kinds[str(f.type)] for f in fields(TrainConfig)}
