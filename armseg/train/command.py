@@ -62,7 +62,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def values_from(args: argparse.Namespace) -> dict:
     """The train parameters the user gave (None = not given), as resolve_config takes them."""
     names = ("group", "data_root", "training_data_dir", *HYPERPARAMETERS)
-    return {name: empty_as_none(getattr(args, name, None)) for name in names}
+    values = {name: empty_as_none(getattr(args, name, None)) for name in names}
+    if values["data_root"] == "data":
+        values["data_root"] = None  # the CLI default must not override the ini's value
+    return values
 
 
 def run(args: argparse.Namespace) -> None:
@@ -78,8 +81,6 @@ def run(args: argparse.Namespace) -> None:
                               f"drop {', '.join(given) or '--config'}")
         result = resume(resume_id)
     else:
-        if values["data_root"] == "data":
-            values["data_root"] = None  # the CLI default must not override the ini's value
         result = train(resolve_config(values, empty_as_none(args.config), empty_as_none(args.section)))
     print(f"[armseg train] model: {result.model_uri}"
           + (f" (version {result.model_version} of armseg-unet)" if result.model_version else ""))

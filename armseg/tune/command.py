@@ -40,9 +40,7 @@ def run(args: argparse.Namespace) -> None:
     group = values.pop("group")
     if group is None:
         raise ArmsegError("--group is required: the training group to tune on")
-    data_root = values.pop("data_root")
     fixed = {name: value for name, value in values.items() if value is not None}
-    fixed.update({"data_root": data_root} if data_root != "data" or not empty_as_none(args.config) else {})
     request = TuneRequest(
         group=group,
         n_trials=typed_value(args.n_trials, "n_trials", int) or 0,
