@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 from pathlib import Path
 
 import mlflow
@@ -18,6 +17,7 @@ from matplotlib.figure import Figure
 
 from armseg.evaluate.metrics import METRICS
 from armseg.evaluate.table import MEAN_COLUMN, accuracy_table
+from armseg.io.atomic import write_bytes_atomic
 from armseg.tracking.runs import stage_run
 
 FORMATS = ("csv", "md", "html")
@@ -54,7 +54,7 @@ def write_table(metric: str, out: Path, experiment_ids: list[str] | None = None)
         print(table.to_string(float_format=_number, na_rep="-"))
         texts = {"csv": table.to_csv(), "md": to_markdown(table, metric), "html": to_html(table, metric)}
         for kind, path in paths.items():
-            write_text_atomically(path, texts[kind])
+            write_bytes_atomic(path, texts[kind].encode("utf-8"))
             mlflow.log_artifact(str(path))
         mlflow.log_figure(heatmap_figure(table, metric), f"{paths['csv'].stem}.png")
         mlflow.log_metrics({"models": float(len(table)), "scans": float(table.shape[1] - 1)})
@@ -115,15 +115,3 @@ def heatmap_figure(table: pd.DataFrame, metric: str) -> Figure:
     axis.set_title(metric)
     figure.colorbar(image, ax=axis, shrink=0.8)
     return figure
-
-
-def write_text_atomically(path: Path, text: str) -> Path:
-    """Write under a hidden temporary name in the same folder, then rename into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path

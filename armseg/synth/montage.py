@@ -10,7 +10,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
-from armseg.synth.atomic import write_bytes_atomic
+from armseg.io.atomic import write_bytes_atomic
 
 HUMERUS, BICEPS = 7, 52
 _OVERLAY = {HUMERUS: ("#ff4040", "humerus (7)"), BICEPS: ("#30d0ff", "biceps (52)")}

@@ -30,7 +30,7 @@ import nibabel as nib
 import numpy as np
 
 from armseg.errors import ArmsegError
-from armseg.synth.atomic import write_bytes_atomic
+from armseg.io.atomic import write_bytes_atomic
 from armseg.synth.phantom import field_of_view, sample_subject, synth_scan
 
 MIN_SIZE = 32

@@ -1,4 +1,4 @@
-"""Whole-file writes: a reader never sees half a file, even if synth is interrupted."""
+"""Whole-file writes: a reader never sees half a file, even if the writer is interrupted."""
 
 from __future__ import annotations
 
