@@ -1,17 +1,22 @@
 """`armseg <command>`: one entry per command, each parsing arguments and calling the package.
 
-Command modules are imported only when their command runs, so `armseg synth` never pays for
-loading TensorFlow. Each module offers `configure(parser)` and `run(args)`; user mistakes
-arrive here as `ArmsegError` and leave as one line on stderr with a non-zero exit.
+Each command's module offers `configure(parser)` and `run(args)`; building the parsers imports
+no MLflow, Keras or TensorFlow, so `--help` answers at once and commands that never run a
+network never load one. The MLflow entry points (`entry_points/<command>.py`) call
+`run_command` with the same parser. User mistakes, bad flags included, arrive here as
+`ArmsegError` and leave as one line on stderr, exit status 2 and a FAILED run.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
+from armseg import __version__
+from armseg.backend import load_keras
 from armseg.errors import ArmsegError
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -22,40 +27,71 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("armseg.predict.command", "segment every scan of subjects with models"),
     "evaluate": ("armseg.evaluate.command", "score predictions against ground truth"),
     "register": ("armseg.registration.command", "registration-based segmentation baseline"),
-    "table": ("armseg.evaluate.table_command", "the cross-model accuracy table"),
-    "demo": ("armseg.demo", "synth, augment, train, predict, register, evaluate, table"),
+    "table": ("armseg.table.command", "the cross-model accuracy table"),
+    "demo": ("armseg.demo.command", "synth, augment, train, predict, register, evaluate, table"),
 }
+# Commands that run a network: Keras (and its backend's start-up noise) is loaded for these only.
+NETWORK_COMMANDS = ("train", "tune", "predict", "demo")
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as an ArmsegError, so it reaches the run like any mistake."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ArmsegError(message)
+
+
+def build_parser(command: str | None = None) -> ArgumentParser:
     """The full parser; with `command`, only that command's module is imported."""
-    parser = argparse.ArgumentParser(prog="armseg", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+    parser = ArgumentParser(prog="armseg", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"armseg {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command",
+                                     parser_class=ArgumentParser)
     for name, (module_name, summary) in COMMANDS.items():
         sub = commands.add_parser(name, help=summary, description=summary)
-        sub.add_argument("--data-root", default="data",
-                         help="root of the OpenArm tree (default: %(default)s)")
+        add_common_options(sub)
         if command is None or command == name:
             importlib.import_module(module_name).configure(sub)
     return parser
 
 
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-root", default=None, metavar="DIR",
+                        help="root of the OpenArm tree (default: data)")
+    parser.add_argument("--experiment", default=None, metavar="NAME",
+                        help="MLflow experiment for the runs (default: $MLFLOW_EXPERIMENT_NAME, else armseg)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """`armseg [--version] <command> [flags]`."""
     argv = mlflow_spelling([*(sys.argv[1:] if argv is None else argv)])
     command = next((a for a in argv if a in COMMANDS), None)
     try:
         args = build_parser(command).parse_args(argv)
-        from armseg.tracking import configure_tracking
-
-        configure_tracking()
-        importlib.import_module(COMMANDS[args.command][0]).run(args)
     except ArmsegError as error:
-        _fail(f"armseg {command or ''}: error: {error}".replace("  ", " "))
-        return EXIT_USER_ERROR
+        return _fail(command, str(error))
+    return _dispatch(args.command, args)
+
+
+def run_command(command: str, argv: Sequence[str]) -> int:
+    """One command with its own parser: what `entry_points/<command>.py` calls."""
+    return main([command, *argv])
+
+
+def _dispatch(command: str, args: argparse.Namespace) -> int:
+    try:
+        if command in NETWORK_COMMANDS:
+            load_keras()
+        from armseg.tracking.runs import configure_tracking
+
+        configure_tracking(args.experiment)
+        importlib.import_module(COMMANDS[command][0]).run(args)
+    except ArmsegError as error:
+        return _fail(command, str(error))
     except KeyboardInterrupt:
-        _fail(f"armseg {command or ''}: interrupted")
+        _fail(command, "interrupted")
         return EXIT_INTERRUPTED
     return 0
 
@@ -71,9 +107,11 @@ def mlflow_spelling(argv: list[str]) -> list[str]:
     return spelled
 
 
-def _fail(message: str) -> None:
-    print(message, file=sys.stderr)
-    from armseg.tracking.runs import mark_env_run_failed
+def _fail(command: str | None, message: str) -> int:
+    """One line on stderr; under `mlflow run`, the run it opened ends FAILED saying why."""
+    print(f"armseg {command or ''}: error: {message}".replace("  ", " "), file=sys.stderr)
+    if os.environ.get("MLFLOW_RUN_ID"):  # only then is there a run to close (and MLflow to import)
+        from armseg.tracking.runs import mark_env_run_failed
 
-    mark_env_run_failed(message)
-
+        mark_env_run_failed(message, command)
+    return EXIT_USER_ERROR

@@ -42,11 +42,11 @@ def typed_list(values: Sequence[str] | str | None, name: str,
     return items
 
 
-def typed_value(value: str | None, name: str, kind: Callable[[str], T]) -> T | None:
-    """One optional typed parameter ('' and None mean not given)."""
+def typed_value(value: str | None, name: str, kind: Callable[[str], T], default: T | None = None) -> T | None:
+    """One optional typed parameter ('' and None mean not given, so `default`)."""
     value = empty_as_none(value)
     if value is None:
-        return None
+        return default
     try:
         return kind(value)
     except ValueError as error:
@@ -66,3 +66,12 @@ def parse_bool(value: str | bool | None, name: str) -> bool:
     if text in TRUE_WORDS or text in FALSE_WORDS:
         return text in TRUE_WORDS
     raise ArmsegError(f"--{name.replace('_', '-')}: '{value}' is not true or false")
+
+
+def parse_size(values: object, name: str = "size") -> tuple[int, int]:
+    """`--size 256 256`, `--size "256 256"` or `256,256` as (rows, columns)."""
+    size = typed_list(values, name, int)
+    if len(size) != 2:
+        raise ArmsegError(f"--{name} takes two integers (rows columns), got {len(size)}: "
+                          f"{' '.join(str(s) for s in size)}")
+    return size[0], size[1]

@@ -16,7 +16,8 @@ from collections.abc import Callable
 import numpy as np
 from scipy import ndimage
 
-from armseg.augment import deform_pair, displacement_field, rotate_pair
+from armseg.augment.elastic import deform_pair, displacement_field
+from armseg.augment.rotation import rotate_pair
 
 DEGREES, ALPHA, SIGMA = 10.0, 4.0, 10.0
 

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from armseg.train.data import load_group, make_dataset
 
 from armseg.model.losses import make_loss
 from armseg.model.precision import BF16_CPU_FLAGS, cpu_flags, dtype_policy, resolve_precision
 from armseg.model.unet import build_unet
 from armseg.synth.tree import write_tree
 from armseg.train.config import TrainConfig
-from armseg.train.data import load_group, make_dataset
 
 POLICIES = ("float32", "mixed_bfloat16")
 SIZE, BATCH, DEPTH, BASE = 256, 8, 4, 16

@@ -46,6 +46,10 @@ def private_store(template: Path, folder: Path) -> Iterator[str]:
         patch.chdir(folder)
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         patch.delenv("MLFLOW_RUN_ID", raising=False)
+        # `armseg` commands choose their experiment (mlflow.set_experiment): forget it between stores.
+        patch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+        patch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+        patch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
         while mlflow.active_run():

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from armseg.augment import command as augment_command
-from armseg.augment.command import augment_group
 from armseg.augment.elastic import deform_pair, displacement_field
 from armseg.augment.rotation import rotate_pair
+from armseg.augment.run import augment_group
 from armseg.augment.write import elastic_folder_name, rotation_folder_name
 from armseg.cli import main
 from armseg.errors import ArmsegError

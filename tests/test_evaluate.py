@@ -14,11 +14,11 @@ import pytest
 
 from armseg.cli import main
 from armseg.errors import ArmsegError
-from armseg.evaluate.command import evaluate_subjects
 from armseg.evaluate.metrics import METRICS, diagonal_mm, segmentation_metrics
-from armseg.evaluate.table import accuracy_table
+from armseg.evaluate.run import evaluate_subjects
 from armseg.io.images import read_image, write_like
 from armseg.io.labels import DEFAULT_LABEL_MAP
+from armseg.table.query import accuracy_table
 
 AFFINE = np.array([[0.0, -0.25, 0.0, 5.0], [0.2, 0.0, 0.0, 1.0], [0.0, 0.0, 1.5, -2.0], [0, 0, 0, 1.0]])
 SPACING = (0.2, 0.25, 1.5)
@@ -147,18 +147,28 @@ def test_re_evaluating_replaces_cells_without_adding_rows(module_tracking: str, 
     add_prediction(tree, "SubB", "shifted", seg, shift)  # restore for other tests
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"metrics": ["mean_iou", "recall"]}, r"--metrics: unknown recall \(valid: mean_iou, total_percent"),
-    ({"models": ["group_9_9"]}, r"group_9_9: no predictions .*: perfect, registration-trial1, shifted\)"),
-    ({"subjects": ["SubQ"]}, r"subject 'SubQ' not found"),
-    ({"subjects": ["SubC"]}, r"SubC/prediction_sources: missing"),
+@pytest.mark.parametrize(("kwargs", "message", "failed_run"), [
+    ({"metrics": ["mean_iou", "recall"]}, r"--metrics: unknown recall \(valid: mean_iou, total_percent",
+     False),
+    ({"models": ["group_9_9"]}, r"group_9_9: no predictions .*: perfect, registration-trial1, shifted\)",
+     True),
+    ({"subjects": ["SubQ"]}, r"subject 'SubQ' not found", True),
+    ({"subjects": ["SubC"]}, r"SubC/prediction_sources: missing", True),
 ])
-def test_mistakes_fail_the_parent_run(module_tracking: str, tree: Path, kwargs: dict, message: str) -> None:
+def test_mistakes_fail_the_parent_run(module_tracking: str, tree: Path, kwargs: dict, message: str,
+                                      failed_run: bool) -> None:
+    """A bad parameter value opens no run; a mistake found in the data ends the run FAILED."""
+    def evaluate_runs() -> list:
+        return mlflow.search_runs(search_all_experiments=True, output_format="list",
+                                  filter_string="tags.`armseg.stage` = 'evaluate'")
+
+    before = len(evaluate_runs())
     with pytest.raises(ArmsegError, match=message):
         evaluate_subjects(tree, **kwargs)
-    newest = mlflow.search_runs(search_all_experiments=True, output_format="list", max_results=1,
-                                filter_string="tags.`armseg.stage` = 'evaluate'")[0]
-    assert newest.info.status == "FAILED" and "armseg.error" in newest.data.tags
+    runs = evaluate_runs()
+    assert len(runs) == before + failed_run
+    if failed_run:
+        assert runs[0].info.status == "FAILED" and "armseg.error" in runs[0].data.tags
 
 
 def test_a_prediction_off_the_grid_names_the_file(module_tracking: str, tmp_path: Path, capsys) -> None:

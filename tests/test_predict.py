@@ -165,7 +165,7 @@ def predict_runs() -> list:
 
 
 def test_predict_writes_every_scan_with_every_model(store: dict[str, str], subjects_tree: Path) -> None:
-    from armseg.predict.command import predict_subjects
+    from armseg.predict.run import predict_subjects
 
     run_id = store["older"]
     paths = predict_subjects(subjects_tree, ["group_1_1", f"runs:/{run_id}/model"], ["SubA"], batch_size=3)
@@ -219,7 +219,7 @@ def test_cli_mistakes_fail_the_run_in_one_line(store: dict[str, str], subjects_t
 
 
 def test_two_sources_with_one_trial_number_are_refused(store: dict[str, str], tmp_path: Path) -> None:
-    from armseg.predict.command import predict_subjects
+    from armseg.predict.run import predict_subjects
 
     root = tmp_path / "data"
     make_scan(root / "SubA" / "prediction_sources" / "trial6_30_fs", (16, 16, 2))

@@ -15,12 +15,18 @@ from scipy.ndimage import gaussian_filter
 from armseg.cli import main
 from armseg.errors import ArmsegError
 from armseg.io.images import read_image, write_volume
-from armseg.io.tree import prediction_path, prediction_sources
-from armseg.registration.batch import find_atlas, register_subjects
-from armseg.registration.pipeline import RegistrationSettings, as_array, register_pair, sitk_image
+from armseg.io.itk import from_itk, to_itk
+from armseg.io.tree import find_labelled_trial, prediction_path, prediction_sources
+from armseg.registration.batch import register_subjects
+from armseg.registration.pipeline import register_pair
+from armseg.registration.settings import RegistrationSettings
 
 SHAPE = (40, 48, 14)
 FAST = {"shrink_factors": (2, 1), "sampling": 0.3}
+
+
+def settings(**options) -> RegistrationSettings:
+    return RegistrationSettings(**options)
 LPS = np.diag([-1.0, -1.0, 1.0])
 
 
@@ -71,11 +77,11 @@ def misaligned(tmp_path: Path, fixed_pair) -> tuple[Path, Path, Path, np.ndarray
     """A moving scan = the fixed scan seen through a known rigid motion (7 degrees, ~2.5 mm)."""
     fixed, _, volume, labels = fixed_pair
     affine = oblique_affine()
-    reference = sitk_image(volume, affine)
+    reference = to_itk(volume, affine)
     centre = reference.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in SHAPE])
     motion = sitk.Euler3DTransform(centre, 0.03, -0.02, np.deg2rad(7), (1.8, -1.2, 1.5))
-    moving = as_array(sitk.Resample(reference, reference, motion, sitk.sitkLinear, 60.0))
-    moving_labels = as_array(sitk.Resample(sitk_image(labels, affine, np.uint8), reference, motion,
+    moving = from_itk(sitk.Resample(reference, reference, motion, sitk.sitkLinear, 60.0))
+    moving_labels = from_itk(sitk.Resample(to_itk(labels, affine, np.uint8), reference, motion,
                                            sitk.sitkNearestNeighbor, 0))
     write_volume(tmp_path / "moving.nii.gz", moving.astype(np.float32), affine)
     write_volume(tmp_path / "moving_seg.nii.gz", moving_labels.astype(np.uint8), affine)
@@ -86,7 +92,8 @@ def test_rigid_affine_bspline_recover_a_known_misalignment(tmp_path: Path, misal
     fixed, moving, moving_seg, truth = misaligned
     before = read(moving_seg)
     out = tmp_path / "out.nii.gz"
-    result = register_pair(fixed, moving, moving_seg, out, iterations=(60, 60, 4), progress=None, **FAST)
+    result = register_pair(fixed, moving, moving_seg, out, settings(iterations=(60, 60, 4), **FAST),
+                           progress=None)
     after = read(out)
     for value in (7, 52):
         assert dice(truth, before, value) < 0.8
@@ -113,10 +120,11 @@ def test_output_lands_voxel_for_voxel_on_the_fixed_grid(tmp_path: Path, fixed_pa
     moving_affine = oblique_affine() @ to_fixed_index
     reorder = lambda a: np.transpose(a[::-1], (2, 0, 1))  # noqa: E731
     for array, name, kind in ((volume, "moving.mha", np.float32), (labels, "moving_seg.mha", np.uint8)):
-        sitk.WriteImage(sitk_image(reorder(array), moving_affine, kind), str(tmp_path / name))
+        sitk.WriteImage(to_itk(reorder(array), moving_affine, kind), str(tmp_path / name))
     assert read_image(tmp_path / "moving.mha").array.shape == (SHAPE[2], SHAPE[0], SHAPE[1])
     out = tmp_path / "out.nii"
-    register_pair(fixed, tmp_path / "moving.mha", tmp_path / "moving_seg.mha", out, stages=[], progress=None)
+    register_pair(fixed, tmp_path / "moving.mha", tmp_path / "moving_seg.mha", out, settings(stages=()),
+                  progress=None)
     np.testing.assert_array_equal(read(out), labels)
     np.testing.assert_allclose(nib.load(str(out)).affine, oblique_affine(), atol=1e-5)
 
@@ -131,9 +139,9 @@ def test_manual_affine_maps_fixed_points_to_moving_points_in_lps(tmp_path: Path,
     args = (fixed, tmp_path / "moving.nii", tmp_path / "moving_seg.nii")
     t = LPS @ shift_ras
     identity = list(np.eye(3).ravel())
-    register_pair(*args, tmp_path / "right.nii", stages=[], A=identity, t=list(t), progress=None)
+    register_pair(*args, tmp_path / "right.nii", settings(stages=(), A=identity, t=list(t)), progress=None)
     np.testing.assert_array_equal(read(tmp_path / "right.nii"), labels)
-    register_pair(*args, tmp_path / "wrong.nii", stages=[], t=list(-t), progress=None)
+    register_pair(*args, tmp_path / "wrong.nii", settings(stages=(), t=list(-t)), progress=None)
     assert dice(labels, read(tmp_path / "wrong.nii"), 52) < 0.9
 
 
@@ -179,19 +187,23 @@ def test_cli_mistakes_fail_the_run_and_write_nothing(tmp_path: Path, tracking: s
     labels = np.asarray(image.dataobj).copy()
     labels[0, 0, 0] = 99
     write_volume(tmp_path / "bad_seg.nii", labels, image.affine)
-    cases = [("nope.nii", [tmp_path / "nope.nii", moving, moving_seg], []),
-             ("bad_seg.nii", [fixed, moving, tmp_path / "bad_seg.nii"], []),
-             ("--t", [fixed, moving, moving_seg], ["--t", "1", "2"])]
+    # A bad file is found in the data (a FAILED run); a bad parameter value opens no run at all.
+    cases = [("nope.nii", [tmp_path / "nope.nii", moving, moving_seg], [], True),
+             ("bad_seg.nii", [fixed, moving, tmp_path / "bad_seg.nii"], [], True),
+             ("--t", [fixed, moving, moving_seg], ["--t", "1", "2"], False)]
     out = tmp_path / "never.nii"
-    for named, (f, m, s), extra in cases:
+    for named, (f, m, s), extra, failed_run in cases:
+        before = len(mlflow.search_runs(search_all_experiments=True, output_format="list"))
         argv = ["register", "--fixed", str(f), "--moving", str(m), "--moving-seg", str(s), "--out", str(out),
                 "--stages", "rigid", *extra]
         assert main(argv) == 2
         errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("armseg")]
         assert len(errors) == 1 and named in errors[0]  # MLflow's own log lines aside
         assert not out.exists() and not list(tmp_path.glob(".never*"))
-        run = mlflow.search_runs(search_all_experiments=True, output_format="list", max_results=1)[0]
-        assert run.info.status == "FAILED" and named in run.data.tags["armseg.error"]
+        runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+        assert len(runs) == before + failed_run
+        if failed_run:
+            assert runs[0].info.status == "FAILED" and named in runs[0].data.tags["armseg.error"]
 
 
 def test_default_pyramid_suits_the_scan_size() -> None:
@@ -202,14 +214,13 @@ def test_default_pyramid_suits_the_scan_size() -> None:
 
 def test_settings_mistakes_are_one_sentence(tmp_path: Path) -> None:
     with pytest.raises(ArmsegError, match="--stages"):
-        register_pair("f.nii", "m.nii", "s.nii", tmp_path / "o.nii", stages=["affine", "rigid"])
+        settings(stages=["affine", "rigid"])
     with pytest.raises(ArmsegError, match="--smoothing-sigmas"):
-        register_pair("f.nii", "m.nii", "s.nii", tmp_path / "o.nii", shrink_factors=(4, 2),
-                      smoothing_sigmas=(1,))
+        settings(shrink_factors=(4, 2), smoothing_sigmas=(1,))
     with pytest.raises(ArmsegError, match="--shrink-factors too"):
-        register_pair("f.nii", "m.nii", "s.nii", tmp_path / "o.nii", smoothing_sigmas=(1,))
+        settings(smoothing_sigmas=(1,))
     with pytest.raises(ArmsegError, match="--iterations"):
-        register_pair("f.nii", "m.nii", "s.nii", tmp_path / "o.nii", iterations=(1, 2))
+        settings(iterations=(1, 2))
 
 
 @pytest.fixture
@@ -240,21 +251,21 @@ def test_batch_writes_a_model_folder_and_skips_the_atlas(tree: Path, tracking: s
     assert {r.data.tags["armseg.scan"] for r in children} == {f"{s.trial_id}A" for s in scans} - {"trial1A"}
     assert all(r.info.status == "FINISHED" and r.data.tags["armseg.stage"] == "register" for r in runs)
     stamps = {p: p.stat().st_mtime_ns for p in expected}
-    paths = register_subjects(tree, ["SubA"], "trial1_0_fs", stages=["rigid"], iterations=(3,))
+    paths = register_subjects(tree, ["SubA"], "trial1_0_fs", settings(stages=["rigid"], iterations=(3,)))
     assert sorted(paths) == sorted(expected) and {p: p.stat().st_mtime_ns for p in expected} == stamps
     assert len(mlflow.search_runs(search_all_experiments=True, output_format="list")) == len(runs) + 1
 
 
 def test_atlas_is_found_by_name_or_path_and_must_be_unique_and_segmented(tree: Path) -> None:
-    assert "training_groups" in find_atlas(tree, "trial6_30_fs").folder.parts  # groups come first
-    by_path = find_atlas(tree, "SubB/prediction_sources/trial6_30_fs")
+    assert "training_groups" in find_labelled_trial(tree, "trial6_30_fs").folder.parts  # groups come first
+    by_path = find_labelled_trial(tree, "SubB/prediction_sources/trial6_30_fs")
     assert by_path.folder == tree / "SubB" / "prediction_sources" / "trial6_30_fs"
     with pytest.raises(ArmsegError, match="no trial folder of that name"):
-        find_atlas(tree, "trial99_0_fs")
+        find_labelled_trial(tree, "trial99_0_fs")
     other = tree / "training_groups" / "group_9" / "group_9_1" / "trial1_0_fs"
     shutil.copytree(tree / "SubB" / "prediction_sources" / "trial1_0_fs", other)
     with pytest.raises(ArmsegError, match="ambiguous"):
-        find_atlas(tree, "trial1_0_fs")
+        find_labelled_trial(tree, "trial1_0_fs")
     (other / "trial1_0_fs_seg.nii").unlink()
     with pytest.raises(ArmsegError, match="no segmentation"):
-        find_atlas(tree, str(other))
+        find_labelled_trial(tree, str(other))

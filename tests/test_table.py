@@ -12,8 +12,9 @@ import pytest
 
 from armseg.cli import main
 from armseg.errors import ArmsegError
-from armseg.evaluate.table import accuracy_table
-from armseg.evaluate.table_command import output_paths, write_table
+from armseg.table.formats import output_paths
+from armseg.table.query import accuracy_table
+from armseg.table.run import write_table
 
 
 def evaluation(model: str, subject: str, trial: int, status: str = "FINISHED", **metrics: float) -> str:

@@ -10,7 +10,9 @@ import pytest
 from armseg.errors import ArmsegError
 from armseg.io.tree import Scan
 from armseg.train.config import TrainConfig
-from armseg.train.data import block_bounds, group_folder, load_group, make_dataset, plan_split
+from armseg.train.slices import group_folder, load_group
+from armseg.train.split import block_bounds, plan_split
+from armseg.train.stream import make_dataset
 
 
 def scan(name: str) -> Scan:
@@ -71,7 +73,7 @@ def test_single_scan_is_cut_into_blocks_with_gaps_and_copies_train_only_on_the_t
 
 
 def test_augmented_copies_join_the_pool_without_lengthening_the_epoch() -> None:
-    from armseg.train.data import GroupData
+    from armseg.train.slices import GroupData
 
     scans = [scan("trial1_0_fs"), scan("trial1_0_fs_rot5"), scan("trial1_0_fs_rot-5")]
     split = plan_split(scans, {s.trial: 100 for s in scans}, config())
@@ -120,7 +122,7 @@ def test_group_folder_prefers_existing_training_data_dir(tiny_tree: Path, tmp_pa
 
 
 def test_dataset_streams_float32_images_and_uint8_labels_augmented_consistently() -> None:
-    from armseg.train.data import SliceSet
+    from armseg.train.slices import SliceSet
 
     labels = np.zeros((6, 48, 64), np.uint8)
     labels[:, 10:30, 5:40] = 2

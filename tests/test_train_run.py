@@ -71,7 +71,7 @@ def test_cli_train_with_an_ini_logs_the_contract_and_registers_the_model(
     assert {name: params.get(name) for name in expected} == expected  # section > DEFAULT, flags > ini
     assert set(TrainConfig(group="g").params()) <= set(params)
     for key in EPOCH_METRICS:
-        assert metric_steps(db, run_id, key) == [0, 1], key
+        assert metric_steps(db, run_id, key) == [1, 2], key  # epochs counted from 1, as Keras prints
     assert {"test_mean_iou", "test_iou_humerus", "test_iou_biceps"} <= {
         key for (key,) in db.execute("SELECT key FROM metrics WHERE run_uuid = ?", (run_id,))}
     tags = dict(db.execute("SELECT key, value FROM tags WHERE run_uuid = ?", (run_id,)))
@@ -110,7 +110,7 @@ def test_a_pruned_run_ends_killed_and_resume_finishes_it_like_an_uninterrupted_o
     assert result.best_val_mean_iou == pytest.approx(best) and 0 <= result.test_mean_iou <= 1
     db = store(tracking)
     for key in EPOCH_METRICS:
-        assert metric_steps(db, result.run_id, key) == [0, 1, 2], key  # epoch 3 only, no repeats
+        assert metric_steps(db, result.run_id, key) == [1, 2, 3], key  # epoch 3 only, no repeats
     finished = mlflow.get_run(result.run_id)
     assert finished.info.status == "FINISHED" and "armseg.error" not in finished.data.tags
     assert finished.data.tags["armseg.resumed_at_epoch"] == "3"

@@ -1,7 +1,3 @@
-"""Augmented copies of a training group's scans: rotation about the arm's long axis and
-smooth elastic deformation, written as new trial folders beside the originals."""
-
-from armseg.augment.elastic import deform_pair, displacement_field
-from armseg.augment.rotation import rotate_pair, rotation_transform
-
-__all__ = ["deform_pair", "displacement_field", "rotate_pair", "rotation_transform"]
+"""Augmented copies of a training group's scans (`armseg augment`): rotation about the arm's long
+axis (`rotation`) and smooth elastic deformation (`elastic`), written as new trial folders beside
+the originals (`copies`, `write`)."""

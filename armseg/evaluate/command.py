@@ -1,32 +1,11 @@
-"""`armseg evaluate`: one MLflow run per (model, scan), children of one parent `evaluate` run.
-
-Each child carries the tags the table pivots on (`armseg.model`, `armseg.scan`, ...), the
-chosen metrics and an overlay picture. Re-evaluating logs new runs and keeps the old ones
-(MLflow keeps history); `armseg table` reads the newest finished run per (model, scan).
-"""
+"""`armseg evaluate`: flags in, `evaluate_subjects()` called, a per-model summary printed."""
 
 from __future__ import annotations
 
 import argparse
-import io
-from collections.abc import Sequence
-from itertools import groupby
-from pathlib import Path
 
-import mlflow
-import numpy as np
-import pandas as pd
-
-from armseg.errors import ArmsegError
-from armseg.evaluate.metrics import METRICS, segmentation_metrics
-from armseg.evaluate.overlay import overlay_figure
-from armseg.evaluate.runs import MODEL_TAG, SCAN_TAG, SUBJECT_TAG, TRIAL_TAG, Evaluation, find_evaluations
-from armseg.io.images import Image, read_image
-from armseg.io.labels import DEFAULT_LABEL_MAP, LabelMap
-from armseg.io.pairs import read_labelled_scan
 from armseg.params import split_list
-from armseg.predict.models import model_folder
-from armseg.tracking.runs import stage_run
+from armseg.tracking.contract import EVALUATE_METRICS
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -36,81 +15,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="predictions folders (group_1_1, armseg-unet-v3, registration-trial1) "
                              "or model URIs (default: every folder under predictions/)")
     parser.add_argument("--metrics", nargs="*", default=None, metavar="NAME",
-                        help=f"metrics to log (default: all: {' '.join(METRICS)})")
+                        help=f"metrics to log (default: all: {' '.join(EVALUATE_METRICS)}); "
+                             "percent_* is recall, the share of the structure's reference voxels found")
 
 
 def run(args: argparse.Namespace) -> None:
-    results = evaluate_subjects(args.data_root, split_list(args.subjects) or None,
+    from armseg.evaluate.run import evaluate_subjects
+
+    results = evaluate_subjects(args.data_root or "data", split_list(args.subjects) or None,
                                 split_list(args.models) or None, split_list(args.metrics) or None)
     summary = results.groupby("model", sort=False).mean(numeric_only=True)
     print(summary.to_string(float_format=lambda value: f"{value:.3f}"))
     print(f"[armseg evaluate] {len(results)} (model, scan) runs; `armseg table --metric mean_iou` "
           "pivots them")
-
-
-def check_metrics(metrics: Sequence[str] | None) -> list[str]:
-    """The chosen metrics in the canonical order; an unknown one lists the valid names."""
-    if not metrics:
-        return list(METRICS)
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown:
-        raise ArmsegError(f"--metrics: unknown {', '.join(unknown)} (valid: {', '.join(METRICS)})")
-    return [m for m in METRICS if m in metrics]
-
-
-def evaluate_subjects(
-    data_root: Path | str,
-    subjects: list[str] | None = None,
-    models: list[str] | None = None,
-    metrics: list[str] | None = None,
-    label_map: LabelMap = DEFAULT_LABEL_MAP,
-) -> pd.DataFrame:
-    """Score every (model, labelled scan) prediction; one row per pair, one child run per row."""
-    params = {"subjects": subjects or "all", "models": models or "all", "metrics": metrics or "all",
-              "data_root": str(data_root)}
-    with stage_run("evaluate", params=params):
-        wanted = check_metrics(metrics)
-        folders = [model_folder(spec) for spec in models] if models else None
-        evaluations = find_evaluations(data_root, subjects, folders)
-        rows = []
-        # Scan by scan: the ground truth is read once for all the models that predicted it.
-        for _, same_scan in groupby(evaluations, key=lambda e: (e.subject, e.scan.folder)):
-            same_scan = list(same_scan)
-            volume, reference = read_labelled_scan(same_scan[0].scan, label_map)
-            for evaluation in same_scan:
-                rows.append(_evaluate_one(evaluation, volume, reference, label_map, wanted))
-        results = pd.DataFrame.from_records(rows)
-        buffer = io.StringIO()
-        results.to_csv(buffer, index=False)
-        mlflow.log_text(buffer.getvalue(), "evaluation.csv")
-    return results
-
-
-def _evaluate_one(evaluation: Evaluation, volume: Image, reference: np.ndarray, label_map: LabelMap,
-                  wanted: list[str]) -> dict[str, object]:
-    prediction = _read_prediction(evaluation, volume, label_map)
-    metrics = segmentation_metrics(reference, prediction, label_map.classes, volume.spacing, wanted)
-    tags = {MODEL_TAG: evaluation.model, SUBJECT_TAG: evaluation.subject,
-            TRIAL_TAG: evaluation.scan.trial_id, SCAN_TAG: evaluation.key}
-    params = {"model": evaluation.model, "subject": evaluation.subject, "trial": evaluation.scan.trial,
-              "prediction": str(evaluation.prediction), "reference": str(evaluation.scan.segmentation)}
-    with stage_run("evaluate", params=params, tags=tags, run_name=f"{evaluation.model} {evaluation.key}",
-                   announce=False) as run:
-        mlflow.log_metrics(metrics)
-        figure = overlay_figure(np.asarray(volume.array), reference, prediction, label_map.classes,
-                                title=f"{evaluation.model} on {evaluation.key}")
-        mlflow.log_figure(figure, "overlay.png")
-    shown = ", ".join(f"{k}={v:.3f}" for k, v in list(metrics.items())[:2])
-    print(f"[armseg evaluate] {evaluation.model} {evaluation.key}: {shown} (run {run.info.run_id})")
-    return {"model": evaluation.model, "subject": evaluation.subject, "trial": evaluation.scan.trial_id,
-            "scan": evaluation.key, "prediction": str(evaluation.prediction), "run_id": run.info.run_id,
-            **metrics}
-
-
-def _read_prediction(evaluation: Evaluation, volume: Image, label_map: LabelMap) -> np.ndarray:
-    """The prediction as class indices; it must lie on the scan's grid."""
-    image = read_image(evaluation.prediction)
-    if image.array.shape != volume.array.shape:
-        raise ArmsegError(f"{evaluation.prediction}: shape {image.array.shape} differs from its scan "
-                          f"{evaluation.scan.volume} {volume.array.shape}")
-    return label_map.encode(np.asarray(image.array), evaluation.prediction)

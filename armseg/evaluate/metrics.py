@@ -22,10 +22,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-STRUCTURES = ("humerus", "biceps")
-OVERLAP_KINDS = ("iou", "dice", "percent")
-METRICS = ("mean_iou", "total_percent",
-           *(f"{kind}_{name}" for kind in (*OVERLAP_KINDS, "hd95") for name in STRUCTURES))
+from armseg.tracking.contract import EVALUATE_METRICS as METRICS
+from armseg.tracking.contract import STRUCTURES
 
 
 def confusion_matrix(reference: np.ndarray, prediction: np.ndarray, num_classes: int) -> np.ndarray:

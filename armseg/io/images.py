@@ -18,9 +18,6 @@ from armseg.errors import ArmsegError
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha")
 
-# SimpleITK/ITK use LPS; NIfTI affines are RAS: flip the first two axes between them.
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
-
 
 @dataclass(frozen=True)
 class Image:
@@ -70,16 +67,10 @@ def _read_nifti(path: Path) -> Image:
 
 
 def _read_mha(path: Path) -> Image:
-    import SimpleITK as sitk
+    from armseg.io.itk import read_mha  # SimpleITK loads only when an MHA file is read
 
-    itk_image = sitk.ReadImage(str(path))
-    # SimpleITK gives (z, y, x); transpose so axes mean what they mean for NIfTI.
-    array = _as_3d(sitk.GetArrayFromImage(itk_image).T, path)
-    direction = np.asarray(itk_image.GetDirection(), dtype=float).reshape(3, 3)
-    affine = np.eye(4)
-    affine[:3, :3] = _LPS_TO_RAS @ direction @ np.diag(itk_image.GetSpacing())
-    affine[:3, 3] = _LPS_TO_RAS @ np.asarray(itk_image.GetOrigin(), dtype=float)
-    return Image(array=array, affine=affine, path=path)
+    array, affine = read_mha(path)
+    return Image(array=_as_3d(array, path), affine=affine, path=path)
 
 
 def _as_3d(array: np.ndarray, path: Path) -> np.ndarray:

@@ -74,7 +74,7 @@ class LabelMap:
 
     def encode(self, raw: np.ndarray, source: Path | str) -> np.ndarray:
         """Map a raw segmentation to uint8 class indices; unknown values name the file."""
-        values = _as_integer_labels(raw, source)
+        values = integer_labels(raw, source)
         table = self.lookup_table()
         if values.min(initial=0) >= 0 and values.max(initial=0) < table.size:
             classes = table[values]
@@ -110,7 +110,7 @@ class LabelMap:
         return cls(classes=classes, raw_values=raw_values)
 
 
-def _as_integer_labels(raw: np.ndarray, source: Path | str) -> np.ndarray:
+def integer_labels(raw: np.ndarray, source: Path | str) -> np.ndarray:
     """Label files are sometimes stored as floats; accept them only if every value is integral."""
     if np.issubdtype(raw.dtype, np.integer):
         return raw

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,11 @@ def is_augmented(name: str) -> bool:
 def source_trial(name: str) -> str:
     match = _AUGMENTED.search(name)
     return name if match is None else name[: match.start()]
+
+
+def natural_key(text: str) -> tuple:
+    """`group_1_10` after `group_1_2`, `trial10` after `trial9`."""
+    return tuple(int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text))
 
 
 def subject_letter(subject: str) -> str:
@@ -147,6 +153,13 @@ def list_subjects(root: Path | str) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.lower().startswith("sub"))
 
 
+def subjects_with_sources(root: Path | str) -> list[str]:
+    """Subjects that have a `prediction_sources` folder: what predict, register and evaluate cover
+    when no subject is named."""
+    root = Path(root)
+    return [s for s in list_subjects(root) if (root / s / "prediction_sources").is_dir()]
+
+
 def subject_folder(root: Path | str, subject: str) -> Path:
     folder = Path(root) / subject
     if not folder.is_dir():
@@ -184,3 +197,59 @@ def all_nifti_volumes(root: Path | str, subject: str) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.iterdir() if image_suffix(p) and _TRIAL.match(p.name))
+
+
+def file_digest(path: Path) -> str:
+    """Content hash: a byte copy of a scan elsewhere in the tree is still that scan."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha1").hexdigest()
+
+
+def find_labelled_trial(root: Path | str, trial: str | Path, flag: str = "--atlas") -> Scan:
+    """A segmented scan given as a trial folder path or a trial folder name in the tree.
+
+    Names are looked up in the training groups first (where segmented scans live), then in every
+    subject's prediction_sources; identical copies of one scan count once.
+    """
+    text = str(trial).strip()
+    if not text:
+        raise ArmsegError(f"{flag}: give a segmented trial folder (a path or a trial folder name)")
+    for folder in (Path(text), Path(root) / text):
+        if folder.is_dir():
+            return _labelled(read_trial_folder(folder), flag)
+    if "/" in text or "\\" in text:
+        raise ArmsegError(f"{flag} {text}: no such trial folder (as given or under {root})")
+    for candidates in (_group_trials(root, text), _source_trials(root, text)):
+        distinct = _distinct(candidates)
+        if len(distinct) == 1:
+            return _labelled(distinct[0], flag)
+        if len(distinct) > 1:
+            places = ", ".join(str(scan.folder) for scan in distinct)
+            raise ArmsegError(f"{flag} {text}: ambiguous, several different scans have that name "
+                              f"({places}); give the folder's path")
+    raise ArmsegError(f"{flag} {text}: no trial folder of that name under {root}/training_groups "
+                      f"or {root}/Sub*/prediction_sources")
+
+
+def _group_trials(root: Path | str, name: str) -> list[Scan]:
+    return [read_trial_folder(folder) for places in list_groups(root).values() for group in places
+            for folder in trial_folders(group) if folder.name == name]
+
+
+def _source_trials(root: Path | str, name: str) -> list[Scan]:
+    return [scan for subject in subjects_with_sources(root)
+            for scan in prediction_sources(root, subject) if scan.trial == name]
+
+
+def _distinct(scans: list[Scan]) -> list[Scan]:
+    """One scan per distinct volume content (groups hold byte copies of subjects' scans)."""
+    seen: dict[str, Scan] = {}
+    for scan in scans:
+        seen.setdefault(file_digest(scan.volume), scan)
+    return list(seen.values())
+
+
+def _labelled(scan: Scan, flag: str) -> Scan:
+    if scan.segmentation is None:
+        raise ArmsegError(f"{flag} {scan.folder}: has no segmentation (*seg*); it must be segmented")
+    return scan

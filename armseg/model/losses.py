@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-LOSS_NAMES = ("ce", "dice", "ce+dice")
+from armseg.model.choices import LOSSES
 
 
 @keras.saving.register_keras_serializable(package="armseg")
@@ -63,4 +63,4 @@ def make_loss(name: str, num_classes: int) -> keras.losses.Loss:
         return SparseDice(num_classes)
     if name == "ce+dice":
         return SparseCEDice(num_classes)
-    raise ValueError(f"loss must be one of {LOSS_NAMES}, got {name!r}")
+    raise ValueError(f"loss must be one of {LOSSES}, got {name!r}")

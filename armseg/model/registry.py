@@ -18,7 +18,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
 from armseg.io.labels import DEFAULT_LABEL_MAP, LabelMap
-from armseg.model.names import GROUP_TAG, MODEL_ARTIFACT, REGISTERED_MODEL
+from armseg.tracking.contract import GROUP_TAG, MODEL_ARTIFACT, REGISTERED_MODEL
 
 
 @dataclass(frozen=True)

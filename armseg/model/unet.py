@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 from keras import layers, regularizers
 
-NORMALIZATIONS = ("slice", "mean")
+from armseg.model.choices import NORMALIZATIONS
 
 
 def build_unet(

@@ -15,14 +15,12 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
 from armseg.errors import ArmsegError
-from armseg.model.names import GROUP_TAG, MODEL_ARTIFACT
-from armseg.tracking.runs import STAGE_TAG
+from armseg.predict.names import FORMS, registry_folder, run_folder
+from armseg.tracking.contract import GROUP_TAG, MODEL_ARTIFACT, STAGE_TAG
 
 _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>[^/]+)|@(?P<alias>[^/]+))$")
 _RUN_URI = re.compile(r"^runs:/(?P<run_id>[^/]+)/(?P<path>.+)$")
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-FORMS = ("models:/<name>@<alias>", "models:/<name>/<version>", "runs:/<run id>/model", "a run id",
-         "a training group name")
 
 
 @dataclass(frozen=True)
@@ -50,7 +48,7 @@ def resolve_model(spec: str) -> ResolvedModel:
     return _resolve_group(spec)
 
 
-def model_folder(spec: str) -> str:
+def predictions_folder_name(spec: str) -> str:
     """The predictions folder name a `--model`/`--models` value stands for (no model is loaded).
 
     Registry and run URIs are resolved in the tracking store; anything else is taken as a
@@ -59,14 +57,6 @@ def model_folder(spec: str) -> str:
     if spec.startswith(("models:/", "runs:/")):
         return resolve_model(spec).folder
     return spec
-
-
-def run_folder(run_id: str) -> str:
-    return f"run-{run_id[:8]}"
-
-
-def registry_folder(name: str, version: str | int) -> str:
-    return f"{name}-v{version}"
 
 
 def _resolve_registry(spec: str) -> ResolvedModel:

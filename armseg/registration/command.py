@@ -1,4 +1,4 @@
-"""`armseg register`: the registration baseline, for one pair of files or as a model over subjects.
+"""`armseg register`: flags in, the settings built once, the pair or the batch form called.
 
     armseg register --fixed F.nii --moving M.nii --moving-seg M_seg.nii --out F_seg.nii
     armseg register --subjects SubB --atlas trial1_0_fs
@@ -8,28 +8,22 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from pathlib import Path
 
 from armseg.errors import ArmsegError
 from armseg.io.labels import DEFAULT_LABEL_MAP, LabelMap
 from armseg.params import empty_as_none, parse_bool, split_list, typed_list, typed_value
-from armseg.registration.batch import register_subjects
-from armseg.registration.pipeline import (
+from armseg.registration.settings import (
     AUTO_SHRINK,
     DEFAULT_ITERATIONS,
     INIT_MODES,
     MIN_COARSE_PIXELS,
     NO_STAGES,
     STAGES,
-    RegistrationResult,
     RegistrationSettings,
-    register_pair,
-    registration_params,
 )
-from armseg.registration.report import log_result
-from armseg.tracking.runs import stage_run
 
 _DEFAULTS = RegistrationSettings()
+PAIR_FLAGS = ("fixed", "moving", "moving_seg", "out")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -86,9 +80,12 @@ def _spaced(values: Sequence[float]) -> str:
 
 
 def run(args: argparse.Namespace) -> None:
-    options = registration_options(args)
+    from armseg.registration.batch import register_subjects
+    from armseg.registration.run import register_files
+
+    settings = registration_settings(args)
     overwrite = parse_bool(args.overwrite, "overwrite")
-    pair = {name: empty_as_none(getattr(args, name)) for name in ("fixed", "moving", "moving_seg", "out")}
+    pair = {name: empty_as_none(getattr(args, name)) for name in PAIR_FLAGS}
     atlas = empty_as_none(args.atlas)
     subjects = split_list(args.subjects)
     if atlas is not None:
@@ -96,7 +93,7 @@ def run(args: argparse.Namespace) -> None:
         if given:
             raise ArmsegError(f"--{given[0].replace('_', '-')}: not used with --atlas (the batch form writes "
                               "into the tree); give either --atlas or --fixed/--moving/--moving-seg/--out")
-        register_subjects(args.data_root, subjects, atlas, overwrite=overwrite, **options)
+        register_subjects(args.data_root or "data", subjects, atlas, settings, overwrite=overwrite)
         return
     if subjects:
         raise ArmsegError("--subjects: needs --atlas, the segmented scan to register onto each "
@@ -105,52 +102,30 @@ def run(args: argparse.Namespace) -> None:
     if missing:
         raise ArmsegError(f"--{missing[0].replace('_', '-')}: missing; give --fixed, --moving, "
                           "--moving-seg and --out (or --atlas and --subjects for whole subjects)")
-    register_files(pair["fixed"], pair["moving"], pair["moving_seg"], pair["out"], overwrite=overwrite,
-                   **options)
+    register_files(pair["fixed"], pair["moving"], pair["moving_seg"], pair["out"], settings,
+                   overwrite=overwrite)
 
 
-def register_files(fixed: str | Path, moving: str | Path, moving_seg: str | Path, out: str | Path,
-                   overwrite: bool = False, stages: Sequence[str] = STAGES, A: Sequence[float] | None = None,
-                   t: Sequence[float] | None = None, label_map: LabelMap = DEFAULT_LABEL_MAP,
-                   **settings: object) -> RegistrationResult:
-    """The pair form as one `register` run: register, write `out`, log metrics and transforms."""
-    params = {"fixed": str(fixed), "moving": str(moving), "moving_seg": str(moving_seg), "out": str(out),
-              "overwrite": overwrite, **registration_params(stages, A, t, label_map, **settings)}
-    with stage_run("register", params) as active:
-        result = register_pair(fixed, moving, moving_seg, out, stages=stages, A=A, t=t, overwrite=overwrite,
-                               label_map=label_map, **settings)
-        log_result(result)
-        print(f"[armseg register] wrote {result.out} (raw labels {list(result.labels)}, "
-              f"{result.seconds:.1f} s); MLflow run {active.info.run_id}")
-    return result
-
-
-def registration_options(args: argparse.Namespace) -> dict[str, object]:
-    """CLI/MLproject strings -> keyword arguments of register_pair and register_subjects."""
-    stages = split_list(args.stages) or list(STAGES)  # MLproject's '' means the default
+def registration_settings(args: argparse.Namespace) -> RegistrationSettings:
+    """CLI/MLproject strings -> the one RegistrationSettings both forms use ('' = the default)."""
+    stages = split_list(args.stages) or list(STAGES)
     if stages == [NO_STAGES]:
         stages = []
     elif NO_STAGES in stages:
         raise ArmsegError(f"--stages: '{NO_STAGES}' stands alone")
-    A = typed_list(args.A, "A") or None
-    t = typed_list(args.t, "t") or None
     label_map = empty_as_none(args.label_map)
-    options: dict[str, object] = {
-        "stages": tuple(stages),
-        "A": A,
-        "t": t,
-        "iterations": tuple(typed_list(args.iterations, "iterations", int)),
-        "sampling": typed_value(args.sampling, "sampling", float),
-        "shrink_factors": tuple(typed_list(args.shrink_factors, "shrink_factors", int)),
-        "smoothing_sigmas": tuple(typed_list(args.smoothing_sigmas, "smoothing_sigmas", float)),
-        "bins": typed_value(args.bins, "bins", int),
-        "bspline_grid_mm": typed_value(args.bspline_grid_mm, "bspline_grid_mm", float),
-        "init": empty_as_none(args.init) or _DEFAULTS.init,
-        "seed": typed_value(args.seed, "seed", int),
-        "label_map": LabelMap.from_json(label_map) if label_map else DEFAULT_LABEL_MAP,
-    }
-    # An empty MLproject value means "the default", not "nothing".
-    for name in ("sampling", "bins", "bspline_grid_mm", "seed"):
-        if options[name] in (None, ()):
-            options[name] = getattr(_DEFAULTS, name)
-    return options
+    return RegistrationSettings(
+        stages=tuple(stages),
+        A=typed_list(args.A, "A") or None,
+        t=typed_list(args.t, "t") or None,
+        iterations=tuple(typed_list(args.iterations, "iterations", int)),
+        sampling=typed_value(args.sampling, "sampling", float, _DEFAULTS.sampling),
+        shrink_factors=tuple(typed_list(args.shrink_factors, "shrink_factors", int)),
+        smoothing_sigmas=tuple(typed_list(args.smoothing_sigmas, "smoothing_sigmas", float)),
+        bins=typed_value(args.bins, "bins", int, _DEFAULTS.bins),
+        bspline_grid_mm=typed_value(args.bspline_grid_mm, "bspline_grid_mm", float,
+                                    _DEFAULTS.bspline_grid_mm),
+        init=empty_as_none(args.init) or _DEFAULTS.init,
+        seed=typed_value(args.seed, "seed", int, _DEFAULTS.seed),
+        label_map=LabelMap.from_json(label_map) if label_map else DEFAULT_LABEL_MAP,
+    )

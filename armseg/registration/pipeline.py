@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,105 +25,10 @@ import SimpleITK as sitk
 
 from armseg.errors import ArmsegError
 from armseg.io.images import Image, image_suffix, read_image, write_like
-from armseg.io.labels import DEFAULT_LABEL_MAP, LabelMap
-
-STAGES = ("rigid", "affine", "bspline")
-NO_STAGES = "none"
-INIT_MODES = ("geometry", "moments")
-DEFAULT_ITERATIONS = {"rigid": 100, "affine": 100, "bspline": 20}
-OUTPUT_SUFFIXES = (".nii", ".nii.gz")
-MIN_SAMPLES = 10_000
-AUTO_SHRINK = (8, 4, 2)
-MIN_COARSE_PIXELS = 16
-BSPLINE_BOUND = 0.4  # control points move < 0.4 x their spacing: the B-spline cannot fold
-_LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0])
-
-
-@dataclass(frozen=True)
-class RegistrationSettings:
-    """How to register: which stages, how hard, at which resolutions (defaults suit ultrasound).
-
-    `iterations` is one cap for every stage or one per stage (per resolution level); empty means
-    DEFAULT_ITERATIONS. `sampling` is the random fraction of fixed voxels the metric reads.
-    `shrink_factors` default to AUTO_SHRINK, capped so the coarsest level of a small scan keeps
-    MIN_COARSE_PIXELS across; `smoothing_sigmas` (voxels) default to half of each shrink factor.
-    """
-
-    stages: tuple[str, ...] = STAGES
-    iterations: tuple[int, ...] = ()
-    sampling: float = 0.05
-    shrink_factors: tuple[int, ...] = ()
-    smoothing_sigmas: tuple[float, ...] = ()
-    bins: int = 32
-    bspline_grid_mm: float = 20.0
-    init: str = "geometry"
-    seed: int = 0
-    report_every: int = 20
-
-    def __post_init__(self) -> None:
-        unknown = [s for s in self.stages if s not in STAGES]
-        if unknown:
-            raise ArmsegError(f"--stages: '{unknown[0]}' is not one of {', '.join(STAGES)} "
-                              f"(or '{NO_STAGES}')")
-        if list(self.stages) != sorted(set(self.stages), key=STAGES.index):
-            raise ArmsegError(f"--stages: give each stage once, in the order {' '.join(STAGES)}")
-        if len(self.iterations) not in (0, 1, len(self.stages)):
-            raise ArmsegError(f"--iterations: give one number or one per stage ({len(self.stages)}), "
-                              f"got {len(self.iterations)}")
-        if any(n < 1 for n in self.iterations):
-            raise ArmsegError("--iterations: every cap must be at least 1")
-        if not 0.0 < self.sampling <= 1.0:
-            raise ArmsegError(f"--sampling: must be a fraction in (0, 1], got {self.sampling}")
-        if any(f < 1 for f in self.shrink_factors):
-            raise ArmsegError("--shrink-factors: give one integer >= 1 per resolution level")
-        sigmas = self.smoothing_sigmas
-        if sigmas and not self.shrink_factors:
-            raise ArmsegError("--smoothing-sigmas: give --shrink-factors too (one sigma per factor)")
-        if sigmas and (len(sigmas) != len(self.shrink_factors) or any(s < 0 for s in sigmas)):
-            raise ArmsegError(f"--smoothing-sigmas: give one sigma >= 0 per shrink factor "
-                              f"({len(self.shrink_factors)})")
-        if self.bins < 4:
-            raise ArmsegError(f"--bins: must be at least 4, got {self.bins}")
-        if self.bspline_grid_mm <= 0:
-            raise ArmsegError(f"--bspline-grid-mm: must be positive, got {self.bspline_grid_mm}")
-        if self.seed < 0:
-            raise ArmsegError(f"--seed: must be 0 or more, got {self.seed}")
-        if self.init not in INIT_MODES:
-            raise ArmsegError(f"--init: '{self.init}' is not one of {', '.join(INIT_MODES)}")
-
-    def iterations_for(self, stage: str) -> int:
-        if not self.iterations:
-            return DEFAULT_ITERATIONS[stage]
-        if len(self.iterations) == 1:
-            return self.iterations[0]
-        return self.iterations[self.stages.index(stage)]
-
-    def pyramid(self, size: Sequence[int]) -> tuple[tuple[int, ...], tuple[float, ...]]:
-        """(shrink factors, smoothing sigmas) for an image of `size` voxels, defaults filled in."""
-        factors = self.shrink_factors
-        if not factors:
-            cap = max(1, sorted(size)[len(size) // 2] // MIN_COARSE_PIXELS)  # the smaller in-plane size
-            factors = tuple(sorted({min(f, cap) for f in AUTO_SHRINK}, reverse=True))
-        if self.smoothing_sigmas:
-            return factors, tuple(float(s) for s in self.smoothing_sigmas)
-        return factors, tuple(f / 2.0 if f > 1 else 0.0 for f in factors)
-
-    def as_params(self) -> dict[str, object]:
-        """The settings as MLflow params (stages 'none' when empty, iterations per stage)."""
-        params = asdict(self)
-        params["stages"] = list(self.stages) or NO_STAGES
-        params["iterations"] = [self.iterations_for(s) for s in self.stages] or NO_STAGES
-        params["shrink_factors"] = list(self.shrink_factors) or "auto"
-        params["smoothing_sigmas"] = list(self.smoothing_sigmas) or "auto"
-        return params
-
-
-def registration_params(stages: Sequence[str], A: Sequence[float] | None, t: Sequence[float] | None,
-                        label_map: LabelMap, **settings: object) -> dict[str, object]:
-    """Everything that decides a registration, as the params of its MLflow run."""
-    full = RegistrationSettings(stages=tuple(stages), **settings)  # type: ignore[arg-type]
-    return {**full.as_params(), "A": list(A) if A is not None else "None",
-            "t": list(t) if t is not None else "None", "label_map": label_map.to_json()}
+from armseg.io.itk import from_itk, to_itk
+from armseg.io.labels import LabelMap
+from armseg.io.pairs import read_on_grid
+from armseg.registration.settings import BSPLINE_BOUND, MIN_SAMPLES, OUTPUT_SUFFIXES, RegistrationSettings
 
 
 @dataclass
@@ -172,41 +77,12 @@ class RegistrationResult:
     preview: Preview | None = None
 
 
-def sitk_image(array: np.ndarray, affine: np.ndarray, pixel_type: type = np.float32) -> sitk.Image:
-    """A SimpleITK image of an armseg array ((x, y, z) order) placed by its RAS affine.
-
-    ITK's index axes are the array axes, spacing the affine's column lengths, and direction and
-    origin the affine's, flipped from RAS to LPS.
-    """
-    matrix = np.asarray(affine, dtype=float)[:3, :3]
-    spacing = np.sqrt((matrix ** 2).sum(axis=0))
-    if np.any(spacing <= 0) or abs(np.linalg.det(matrix)) < 1e-12:
-        raise ArmsegError("image affine is singular; cannot place the scan in space")
-    image = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array, dtype=pixel_type).T))
-    image.SetSpacing(tuple(float(s) for s in spacing))
-    image.SetDirection(tuple(float(v) for v in (_LPS_FROM_RAS @ matrix / spacing).ravel()))
-    image.SetOrigin(tuple(float(v) for v in _LPS_FROM_RAS @ np.asarray(affine, dtype=float)[:3, 3]))
-    return image
-
-
-def as_array(image: sitk.Image) -> np.ndarray:
-    """Back to armseg's (x, y, z) order."""
-    return sitk.GetArrayFromImage(image).T
-
-
-def manual_transform(A: Sequence[float] | None, t: Sequence[float] | None) -> sitk.AffineTransform | None:
+def manual_transform(settings: RegistrationSettings) -> sitk.AffineTransform | None:
     """The user's initial affine x -> A x + t (fixed LPS mm -> moving LPS mm), or None when not given."""
-    if A is None and t is None:
+    if settings.A is None and settings.t is None:
         return None
-    matrix = np.eye(3) if A is None else np.asarray(A, dtype=float)
-    shift = np.zeros(3) if t is None else np.asarray(t, dtype=float)
-    if matrix.size != 9:
-        raise ArmsegError(f"--A: give 9 numbers (a 3x3 matrix, row by row), got {matrix.size}")
-    if shift.size != 3:
-        raise ArmsegError(f"--t: give 3 numbers (a translation in mm), got {shift.size}")
-    matrix = matrix.reshape(3, 3)
-    if not np.all(np.isfinite(matrix)) or abs(np.linalg.det(matrix)) < 1e-9:
-        raise ArmsegError("--A: the matrix must be finite and invertible")
+    matrix = np.eye(3) if settings.A is None else np.asarray(settings.A, dtype=float).reshape(3, 3)
+    shift = np.zeros(3) if settings.t is None else np.asarray(settings.t, dtype=float)
     transform = sitk.AffineTransform(3)
     transform.SetMatrix(tuple(float(v) for v in matrix.ravel()))
     transform.SetTranslation(tuple(float(v) for v in shift))
@@ -218,37 +94,32 @@ def register_pair(
     moving: Path | str,
     moving_seg: Path | str,
     out: Path | str,
-    stages: Sequence[str] = STAGES,
-    A: Sequence[float] | None = None,
-    t: Sequence[float] | None = None,
+    settings: RegistrationSettings = RegistrationSettings(),  # noqa: B008 (frozen: safe to share)
     overwrite: bool = False,
-    label_map: LabelMap = DEFAULT_LABEL_MAP,
     progress: Callable[[str], None] | None = print,
-    **options: object,
 ) -> RegistrationResult:
     """Map `moving_seg` (on `moving`'s grid) onto `fixed`'s grid and write it to `out`.
 
-    `options` are the other RegistrationSettings fields (iterations, sampling, ...). The labels
-    keep their raw values (nearest neighbour); `out` gets the fixed scan's affine and header and
-    is written atomically. Nothing is logged: `armseg.registration.report.log_result` does that.
+    The labels keep their raw values (nearest neighbour); `out` gets the fixed scan's affine and
+    header and is written atomically. Nothing is logged: `armseg.registration.report.log_result`
+    does that.
     """
     out = Path(out)
-    settings = RegistrationSettings(stages=tuple(stages), **options)  # type: ignore[arg-type]
-    manual = manual_transform(A, t)
+    manual = manual_transform(settings)
     if image_suffix(out) not in OUTPUT_SUFFIXES:
         raise ArmsegError(f"{out}: the output must be a NIfTI file (.nii or .nii.gz)")
     if out.exists() and not overwrite:
         raise ArmsegError(f"{out}: exists; pass --overwrite to replace it")
     start = time.perf_counter()
     fixed_image, moving_image = read_image(fixed), read_image(moving)
-    raw_labels = _read_labels(Path(moving_seg), moving_image, label_map)
-    fixed_itk = sitk_image(fixed_image.array, fixed_image.affine)
-    moving_itk = sitk_image(moving_image.array, moving_image.affine)
-    labels_itk = sitk_image(raw_labels, moving_image.affine, raw_labels.dtype.type)
+    raw_labels = _read_labels(Path(moving_seg), moving_image, settings.label_map)
+    fixed_itk = to_itk(fixed_image.array, fixed_image.affine)
+    moving_itk = to_itk(moving_image.array, moving_image.affine)
+    labels_itk = to_itk(raw_labels, moving_image.affine, raw_labels.dtype.type)
     transform, reports = register_images(fixed_itk, moving_itk, settings, manual, progress)
     initial_metric, final_metric = (evaluate_metric(fixed_itk, moving_itk, settings, how)
                                     for how in (manual, transform))
-    mapped = as_array(resample_labels(labels_itk, fixed_itk, transform))
+    mapped = from_itk(resample_labels(labels_itk, fixed_itk, transform))
     write_like(out, mapped, reference=fixed_image)
     preview = make_preview(fixed_itk, moving_itk, labels_itk, manual, transform)
     values = tuple(int(v) for v in np.unique(mapped))
@@ -263,11 +134,7 @@ def register_pair(
 
 def _read_labels(path: Path, moving: Image, label_map: LabelMap) -> np.ndarray:
     """Raw labels as the smallest unsigned integers that hold them, on the moving volume's grid."""
-    segmentation = read_image(path)
-    if segmentation.array.shape != moving.array.shape:
-        raise ArmsegError(f"{path}: shape {segmentation.array.shape} differs from its volume "
-                          f"{moving.path.name} {moving.array.shape}")
-    raw = np.asarray(segmentation.array)
+    raw = np.asarray(read_on_grid(path, moving).array)
     label_map.encode(raw, path)  # refuses unknown or non-integer values, naming the file
     raw = np.rint(raw) if not np.issubdtype(raw.dtype, np.integer) else raw
     return raw.astype(np.uint8 if raw.max(initial=0) <= 255 else np.uint16)
@@ -481,9 +348,9 @@ def make_preview(fixed: sitk.Image, moving: sitk.Image, labels: sitk.Image, manu
 
     def pull(image: sitk.Image, how: sitk.Transform, nearest: bool) -> np.ndarray:
         interpolator = sitk.sitkNearestNeighbor if nearest else sitk.sitkLinear
-        return as_array(sitk.Resample(image, reference, how, interpolator, 0, image.GetPixelID()))[:, :, 0]
+        return from_itk(sitk.Resample(image, reference, how, interpolator, 0, image.GetPixelID()))[:, :, 0]
 
-    return Preview(fixed=as_array(reference)[:, :, 0], moving_before=pull(moving, before, False),
+    return Preview(fixed=from_itk(reference)[:, :, 0], moving_before=pull(moving, before, False),
                    moving_after=pull(moving, transform, False), labels_before=pull(labels, before, True),
                    labels_after=pull(labels, transform, True),
                    pixel_mm=(float(fixed.GetSpacing()[0]), float(fixed.GetSpacing()[1])))

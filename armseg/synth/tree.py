@@ -78,6 +78,25 @@ def subject_name(index: int) -> str:
     return f"Sub{string.ascii_uppercase[index]}"
 
 
+def subject_names(subjects: int | Sequence[str]) -> list[str]:
+    """`3` -> SubA, SubB, SubC; a list of names is kept as given (in order, the last held out)."""
+    if isinstance(subjects, int):
+        if subjects < 2 or subjects > 26:
+            raise ArmsegError(f"--subjects must be between 2 and 26 (training subjects plus one "
+                              f"held-out test subject), got {subjects}")
+        return [subject_name(index) for index in range(subjects)]
+    names = [str(name) for name in subjects]
+    if len(names) < 2:
+        raise ArmsegError(f"--subjects needs at least two subjects (training subjects plus one held-out "
+                          f"test subject), got {' '.join(names) or 'none'}")
+    for name in names:
+        if not name.lower().startswith("sub") or len(name) < 4 or "/" in name or name.startswith("."):
+            raise ArmsegError(f"--subjects {name}: subject folders are named Sub<X> (SubA, Sub1)")
+    if len(set(names)) != len(names):
+        raise ArmsegError(f"--subjects: a name is given twice ({' '.join(names)})")
+    return names
+
+
 @dataclass
 class SynthSummary:
     """What `write_tree` wrote; `describe()` is the text a README or a log shows."""
@@ -125,11 +144,8 @@ class SynthSummary:
         return data
 
 
-def validate(out: Path, subjects: int, seed: int, size: Sequence[int], slices: int) -> None:
+def validate(out: Path, seed: int, size: Sequence[int], slices: int) -> None:
     """User mistakes as one sentence naming the parameter."""
-    if subjects < 2 or subjects > 26:
-        raise ArmsegError(f"--subjects must be between 2 and 26 (training subjects plus one "
-                          f"held-out test subject), got {subjects}")
     if seed < 0:
         raise ArmsegError(f"--seed must be a non-negative integer, got {seed}")
     if len(size) != 2 or min(size) < MIN_SIZE:
@@ -186,10 +202,9 @@ def render_trial(seed: int, subject: int, trial: Trial, size: tuple[int, int], s
     return synth_scan(size, slices, anatomy, trial.angle, trial.contraction, rng)
 
 
-def _write_subject(root: Path, subject: int, seed: int, size: tuple[int, int], slices: int,
+def _write_subject(root: Path, subject: int, name: str, seed: int, size: tuple[int, int], slices: int,
                    trials: Sequence[Trial], affine: np.ndarray,
                    progress: Callable[[str], None] | None) -> float:
-    name = subject_name(subject)
     base = root / name
     (base / "predictions").mkdir(parents=True, exist_ok=True)
     spent = 0.0
@@ -208,16 +223,17 @@ def _write_subject(root: Path, subject: int, seed: int, size: tuple[int, int], s
     return spent
 
 
-def group_folder_name(subject: int, trial: str) -> str:
-    return trial if subject == 0 else f"{trial}_{subject_name(subject)}"
+def group_folder_name(subject: int, trial: str, names: Sequence[str]) -> str:
+    """The first subject's scans keep OpenArm's names; others carry their subject."""
+    return trial if subject == 0 else f"{trial}_{names[subject]}"
 
 
-def _write_group(root: Path, group: str, members: GroupMembers) -> list[str]:
+def _write_group(root: Path, group: str, members: GroupMembers, names: Sequence[str]) -> list[str]:
     family = group.rsplit("_", 1)[0] if group.count("_") >= 2 else group
     folders = []
     for subject, trial in members:
-        name = group_folder_name(subject, trial)
-        source = root / subject_name(subject) / "prediction_sources" / trial
+        name = group_folder_name(subject, trial, names)
+        source = root / names[subject] / "prediction_sources" / trial
         target = root / "training_groups" / family / group / name
         for kind in ("volume", "seg"):
             data = (source / f"{trial}_{kind}.nii").read_bytes()
@@ -228,7 +244,7 @@ def _write_group(root: Path, group: str, members: GroupMembers) -> list[str]:
     return folders
 
 
-def write_tree(out: Path | str, subjects: int = 3, seed: int = 0,
+def write_tree(out: Path | str, subjects: int | Sequence[str] = 3, seed: int = 0,
                size: tuple[int, int] = (256, 256), slices: int = 100,
                groups: Mapping[str, GroupMembers] | None = None,
                trials: Sequence[Trial] = DEFAULT_TRIALS,
@@ -236,25 +252,26 @@ def write_tree(out: Path | str, subjects: int = 3, seed: int = 0,
     """Write every subject's scans, the training groups and `synth.json` under `out`.
 
     Existing files of the same names are replaced (atomically); nothing else is touched.
+    `subjects` is a count (SubA, SubB, ...) or the subjects' folder names, the last held out.
     `groups` maps a group name to (subject index, trial name) pairs; by default
-    `default_groups(subjects)`. `progress` gets one line per scan (None for silence).
+    `default_groups(count)`. `progress` gets one line per scan (None for silence).
     """
     out = Path(out)
     size = (int(size[0]), int(size[1]))
-    validate(out, subjects, seed, size, slices)
-    groups = default_groups(subjects) if groups is None else groups
-    _check_groups(groups, subjects, trials)
+    names = subject_names(subjects)
+    validate(out, seed, size, slices)
+    groups = default_groups(len(names)) if groups is None else groups
+    _check_groups(groups, len(names), trials)
     affine = scan_affine(size, slices)
-    spent = sum(_write_subject(out, s, seed, size, slices, trials, affine, progress)
-                for s in range(subjects))
-    written = {name: _write_group(out, name, members) for name, members in groups.items()}
-    training = sorted({subject_name(s) for members in groups.values() for s, _ in members})
+    spent = sum(_write_subject(out, index, name, seed, size, slices, trials, affine, progress)
+                for index, name in enumerate(names))
+    written = {name: _write_group(out, name, members, names) for name, members in groups.items()}
+    training = sorted({names[s] for members in groups.values() for s, _ in members})
     spacing = tuple(float(abs(affine[i, i])) for i in range(3))
     summary = SynthSummary(
-        root=out, subjects=[subject_name(s) for s in range(subjects)],
-        training_subjects=training, test_subject=subject_name(subjects - 1), groups=written,
+        root=out, subjects=names, training_subjects=training, test_subject=names[-1], groups=written,
         trials=[t.name for t in trials], size=size, slices=slices, spacing_mm=spacing, seed=seed,
-        scans=subjects * len(trials), seconds=spent,
+        scans=len(names) * len(trials), seconds=spent,
     )
     text = json.dumps(summary.to_json(), indent=2) + "\n"
     write_bytes_atomic(out / "synth.json", text.encode())

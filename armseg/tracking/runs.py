@@ -2,28 +2,65 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import mlflow
 from mlflow.entities import RunStatus
 
+from armseg import __version__
 from armseg.errors import ArmsegError
+from armseg.tracking.contract import COMMIT_TAG, DEFAULT_EXPERIMENT, ERROR_TAG, STAGE_TAG, VERSION_TAG
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-STAGE_TAG = "armseg.stage"
-ERROR_TAG = "armseg.error"
 # MLflow refuses longer parameter values; long lists are cut with a marker rather than failing.
 _PARAM_LIMIT = 6000
 
 
-def configure_tracking() -> str:
-    """Use MLFLOW_TRACKING_URI when set (server, `mlflow run`), else the embedded SQLite store."""
+def configure_tracking(experiment: str | None = None) -> str:
+    """Use MLFLOW_TRACKING_URI when set (server, `mlflow run`), else the embedded SQLite store.
+
+    Runs go to `experiment`, else MLFLOW_EXPERIMENT_NAME, else `armseg`; under `mlflow run`
+    the run it created already belongs to the experiment it chose.
+    """
     uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     mlflow.set_tracking_uri(uri)
+    if not os.environ.get("MLFLOW_RUN_ID"):
+        use_experiment(experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT)
     return uri
+
+
+def use_experiment(name: str) -> str:
+    """Make `name` the active experiment, creating it quietly the first time; returns its id."""
+    client = mlflow.MlflowClient()
+    found = client.get_experiment_by_name(name)
+    if found is not None and found.lifecycle_stage != "active":
+        raise ArmsegError(f"--experiment {name}: that experiment is deleted in {mlflow.get_tracking_uri()}; "
+                          "restore it (mlflow experiments restore) or choose another name")
+    experiment_id = found.experiment_id if found is not None else client.create_experiment(name)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+@functools.cache
+def provenance_tags() -> dict[str, str]:
+    """armseg's version and, when it runs from a git checkout, the commit."""
+    tags = {VERSION_TAG: __version__}
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / ".git").exists():
+        try:
+            commit = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True,
+                                    text=True, timeout=5, check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            commit = ""
+        if commit:
+            tags[COMMIT_TAG] = commit
+    return tags
 
 
 def _param_value(value: Any) -> str:
@@ -69,7 +106,7 @@ def stage_run(
         nested = mlflow.active_run() is not None
     run = mlflow.start_run(run_id=run_id, run_name=run_name, nested=nested)
     try:
-        mlflow.set_tags({STAGE_TAG: stage, **(tags or {})})
+        mlflow.set_tags({STAGE_TAG: stage, **provenance_tags(), **(tags or {})})
         log_params_flat(params or {})
         if announce:
             print(f"[armseg {stage}] MLflow run {run.info.run_id} "
@@ -105,7 +142,7 @@ def _end(run: mlflow.ActiveRun, status: int, message: str) -> None:
         mlflow.end_run(RunStatus.to_string(status))
 
 
-def mark_env_run_failed(message: str) -> None:
+def mark_env_run_failed(message: str, stage: str | None = None) -> None:
     """Under `mlflow run`, an error before any run opened must still fail the run it made."""
     run_id = os.environ.get("MLFLOW_RUN_ID")
     if not run_id:
@@ -116,5 +153,7 @@ def mark_env_run_failed(message: str) -> None:
     except Exception:  # the store may be what failed; the one-line error is already printed
         return
     if run.info.status == RunStatus.to_string(RunStatus.RUNNING):
+        if stage and STAGE_TAG not in run.data.tags:
+            client.set_tag(run_id, STAGE_TAG, stage)
         client.set_tag(run_id, ERROR_TAG, message[:5000])
         client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))

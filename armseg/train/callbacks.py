@@ -17,11 +17,12 @@ import keras
 import mlflow
 from mlflow.keras import MlflowCallback
 
+from armseg.tracking.contract import MONITOR
+
 CHECKPOINT_DIR = "checkpoints"
 LAST_MODEL = "last.keras"
 BEST_WEIGHTS = "best.weights.h5"
 STATE_FILE = "state.json"
-MONITOR = "val_mean_iou"
 
 
 @dataclass
@@ -42,11 +43,13 @@ class TrainingState:
 
 
 class EpochMetrics(MlflowCallback):
-    """MLflow's Keras callback, logging epoch metrics with step = epoch.
+    """MLflow's Keras callback, logging epoch metrics with step = the epoch counted from 1.
 
-    Its `on_test_end` is silenced: Keras already reports validation metrics as `val_*` in the
-    epoch logs, and the stock hook would log them again (stepless, as `validation_*`), plus the
-    final test evaluation under a validation name.
+    Metrics are logged synchronously: the checkpoint that says "epoch done" is written after
+    this callback, so a run killed at any moment never resumes past an epoch whose metrics are
+    missing. Its `on_test_end` is silenced: Keras already reports validation metrics as `val_*`
+    in the epoch logs, and the stock hook would log them again (stepless, as `validation_*`),
+    plus the final test evaluation under a validation name.
     """
 
     def __init__(self, resumed: bool = False):
@@ -56,6 +59,11 @@ class EpochMetrics(MlflowCallback):
     def on_train_begin(self, logs=None):
         if not self.resumed:  # the optimizer config and summary were logged the first time
             super().on_train_begin(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs:
+            mlflow.log_metrics({name: float(value) for name, value in logs.items()}, step=epoch + 1,
+                               synchronous=True)
 
     def on_test_end(self, logs=None):
         return None

@@ -38,7 +38,18 @@ HELP = {
                  '"humerus": [7], "biceps": [52]}\'',
     "normalization": "slice (per-slice z-score, inside the model) or mean (x/255 - mean/255)",
     "patience": "epochs without a better val_mean_iou before stopping (0 = never stop early)",
-    "augment": "random flips, zoom, tilt, gain, gamma, speckle on the fly (true/false)",
+    "random_transforms": "random flips, zoom, tilt, gain, gamma, TGC ramp, speckle and blur of each "
+                         "training batch, drawn on the fly (true/false; not the `armseg augment` copies)",
+    "rand_flip_prob": "chance of a lateral flip",
+    "rand_zoom": "zoom factor exp(U(-z, z))",
+    "rand_rotate_deg": "in-plane tilt in degrees, U(-r, r)",
+    "rand_shift": "shift as a fraction of the slice size, U(-s, s)",
+    "rand_gain": "intensity gain exp(U(-g, g))",
+    "rand_gamma": "gamma exponent exp(U(-g, g))",
+    "rand_tgc": "depth (time-gain) ramp slope, U(-t, t)",
+    "rand_speckle_prob": "chance of multiplicative speckle noise on a slice",
+    "rand_speckle": "that noise's largest standard deviation",
+    "rand_lowres_prob": "chance a batch is blurred (down- and up-sampled)",
 }
 
 
@@ -62,10 +73,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def values_from(args: argparse.Namespace) -> dict:
     """The train parameters the user gave (None = not given), as resolve_config takes them."""
     names = ("group", "data_root", "training_data_dir", *HYPERPARAMETERS)
-    values = {name: empty_as_none(getattr(args, name, None)) for name in names}
-    if values["data_root"] == "data":
-        values["data_root"] = None  # the CLI default must not override the ini's value
-    return values
+    return {name: empty_as_none(getattr(args, name, None)) for name in names}
 
 
 def run(args: argparse.Namespace) -> None:

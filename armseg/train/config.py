@@ -18,14 +18,14 @@ from typing import Any
 
 from armseg.errors import ArmsegError
 from armseg.io.labels import DEFAULT_LABEL_MAP, LabelMap
-from armseg.model.unet import NORMALIZATIONS
+from armseg.model.choices import LOSSES, NORMALIZATIONS, PRECISIONS
 from armseg.params import FALSE_WORDS, TRUE_WORDS, empty_as_none, typed_value
+from armseg.train.augmentation import RandomTransforms
 
-LOSSES = ("ce", "dice", "ce+dice")
-PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 # OpenArm keys that armseg accepts and logs but does not act on: MLflow's artifact store holds
 # the checkpoints (`models_dir`), one last and one best checkpoint replace the keep/interval knobs.
 OPENARM_ONLY_KEYS = ("models_dir", "max_to_keep", "ckpt_n_hours", "ckpt_n_epochs")
+_RANGES = RandomTransforms()
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,17 @@ class TrainConfig:
     label_map: str = field(default_factory=DEFAULT_LABEL_MAP.to_json)
     normalization: str = "slice"
     patience: int = 4
-    augment: bool = True
+    random_transforms: bool = True
+    rand_flip_prob: float = _RANGES.flip_prob
+    rand_zoom: float = _RANGES.zoom
+    rand_rotate_deg: float = _RANGES.rotate_deg
+    rand_shift: float = _RANGES.shift
+    rand_gain: float = _RANGES.gain
+    rand_gamma: float = _RANGES.gamma
+    rand_tgc: float = _RANGES.tgc
+    rand_speckle_prob: float = _RANGES.speckle_prob
+    rand_speckle: float = _RANGES.speckle
+    rand_lowres_prob: float = _RANGES.lowres_prob
     models_dir: str | None = None
     max_to_keep: int | None = None
     ckpt_n_hours: float | None = None
@@ -73,6 +83,11 @@ class TrainConfig:
     @property
     def labels(self) -> LabelMap:
         return LabelMap.from_json(self.label_map)
+
+    @property
+    def transforms(self) -> RandomTransforms | None:
+        """The random training transforms' ranges, or None when they are off."""
+        return RandomTransforms.from_params(self) if self.random_transforms else None
 
     def params(self) -> dict[str, Any]:
         """The run's MLflow parameters (every field, None included, so runs compare column by column)."""
@@ -235,6 +250,7 @@ def _check(config: TrainConfig) -> None:
             raise bad(name, f"is not one of {', '.join(choices)}")
     if config.depth > 7:
         raise bad("depth", "is deeper than any slice allows (at most 7)")
+    RandomTransforms.from_params(config).check()
     labels = LabelMap.from_json(config.label_map)
     if labels.num_classes < 2:
         raise bad("label_map", "needs background and at least one structure")

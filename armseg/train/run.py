@@ -21,9 +21,22 @@ import numpy as np
 from armseg.errors import ArmsegError
 from armseg.model.losses import make_loss
 from armseg.model.precision import dtype_policy, resolve_precision
-from armseg.model.registry import GROUP_TAG, MODEL_ARTIFACT, InferenceInfo, log_unet
+from armseg.model.registry import InferenceInfo, log_unet
 from armseg.model.unet import build_unet, pad_multiple
-from armseg.tracking.runs import ERROR_TAG, STAGE_TAG, stage_run
+from armseg.tracking.contract import (
+    BEST_EPOCH_METRIC,
+    BEST_METRIC,
+    DATA_ROOT_TAG,
+    ERROR_TAG,
+    GROUP_TAG,
+    MODEL_ARTIFACT,
+    MONITOR,
+    REPLICAS_TAG,
+    RESUMED_AT_TAG,
+    STAGE_TAG,
+)
+from armseg.tracking.runs import stage_run
+from armseg.train.augmentation import augment_batch
 from armseg.train.callbacks import (
     BEST_WEIGHTS,
     CHECKPOINT_DIR,
@@ -37,11 +50,12 @@ from armseg.train.callbacks import (
     best_checkpoint,
 )
 from armseg.train.config import PARSERS, TrainConfig, typed
-from armseg.train.data import GroupData, SliceSet, load_group, make_dataset
 from armseg.train.distribute import training_strategy
+from armseg.train.figures import learning_curve_figure, overlay_figure, transforms_figure
+from armseg.train.slices import GroupData, SliceSet, load_group
+from armseg.train.stream import make_dataset
 
 STAGE = "train"
-METRIC_NAMES = ("iou_humerus", "iou_biceps", "mean_iou")
 OVERLAY_SLICES = 4
 
 
@@ -95,7 +109,7 @@ def _train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callba
     policy = policy or resolve_precision(config.precision)
     keras.utils.set_random_seed(config.seed)
     params = {**config.params(), "precision_used": policy}
-    tags = {GROUP_TAG: config.group}
+    tags = {GROUP_TAG: config.group, DATA_ROOT_TAG: str(config.data_root)}
     with stage_run(STAGE, params=params, tags=tags, run_id=resume_run,
                    run_name=None if resume_run else f"train-{config.group}",
                    killed_on=(optuna.TrialPruned,)) as run, \
@@ -106,14 +120,14 @@ def _train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callba
         print(f"[armseg train] group {config.group} at {data.folder}: {data.split.summary()} "
               f"({data.split.mode}); precision {policy}")
         mlflow.log_text(data.split_json(), "split.json")
-        if config.augment and state.epoch < 0:
-            _log_augmentation_examples(data.sets["train"], config, folder)
+        if config.transforms is not None and state.epoch < 0:
+            _log_transform_examples(data.sets["train"], config)
         strategy = training_strategy()
-        mlflow.set_tag("armseg.replicas", str(strategy.num_replicas_in_sync))
+        mlflow.set_tag(REPLICAS_TAG, str(strategy.num_replicas_in_sync))
         with strategy.scope():  # several GPUs: variables mirrored, each batch split across them
             model = _model(config, policy, data, folder if resume_run else None)
         callbacks = _callbacks(config, folder, state, extra_callbacks)
-        train_set = make_dataset(data.sets["train"], config.batch_size, True, config.seed, config.augment)
+        train_set = make_dataset(data.sets["train"], config.batch_size, True, config.seed, config.transforms)
         val_set = make_dataset(data.sets["val"], config.batch_size, False)
         if state.epoch + 1 < config.epochs:
             model.fit(train_set, validation_data=val_set, epochs=config.epochs, shuffle=False,
@@ -121,17 +135,17 @@ def _train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callba
                       initial_epoch=state.epoch + 1, callbacks=callbacks, verbose=2)
         if (folder / BEST_WEIGHTS).exists():
             model.load_weights(folder / BEST_WEIGHTS)
+        best, best_epoch = _log_best(run.info.run_id)
         test = _test(model, data, config.batch_size)
-        _log_learning_curve(run.info.run_id, folder)
-        _log_overlays(model, data.sets["val"], config, folder)
+        _log_learning_curve(run.info.run_id, config, best_epoch)
+        _log_overlays(model, data.sets["val"], config)
         version = log_unet(_inference_copy(model, config, policy),
                            InferenceInfo(pad_multiple=data.pad_multiple, label_map=config.labels,
                                          slice_axis=config.slice_axis, group=config.group),
                            register=register)
-        best = _best_val(run.info.run_id)
         model_uri = (f"models:/{version.name}/{version.version}" if version is not None
                      else f"runs:/{run.info.run_id}/{MODEL_ARTIFACT}")
-        print(f"[armseg train] best val_mean_iou {best:.4f}"
+        print(f"[armseg train] best val_mean_iou {best:.4f} (epoch {best_epoch})"
               + (f", test_mean_iou {test:.4f}" if test is not None else "")
               + f"; model {model_uri} (run {run.info.run_id})")
         return TrainResult(run_id=run.info.run_id, model_uri=model_uri,
@@ -155,7 +169,7 @@ def _restore(run_id: str, folder: Path) -> TrainingState:
         if (folder / CHECKPOINT_DIR / name).exists():
             (folder / CHECKPOINT_DIR / name).replace(folder / name)
     state = TrainingState.from_file(folder / STATE_FILE)
-    mlflow.set_tag("armseg.resumed_at_epoch", str(state.epoch + 2))
+    mlflow.set_tag(RESUMED_AT_TAG, str(state.epoch + 2))
     print(f"[armseg train] resuming run {run_id} after epoch {state.epoch + 1} "
           f"(best val_mean_iou so far {state.best})")
     return state
@@ -216,109 +230,48 @@ def _test(model: keras.Model, data: GroupData, batch_size: int) -> float | None:
     return float(scores["mean_iou"])
 
 
-def _best_val(run_id: str) -> float:
-    history = mlflow.MlflowClient().get_metric_history(run_id, "val_mean_iou")
-    return max((m.value for m in history), default=float("nan"))
+def _log_best(run_id: str) -> tuple[float, int]:
+    """`best_val_mean_iou` and `best_epoch`: the epoch whose weights were kept, from the run's history
+    (so a resumed run counts the epochs before its interruption too)."""
+    history = mlflow.MlflowClient().get_metric_history(run_id, MONITOR)
+    if not history:
+        return float("nan"), 0
+    best = max(history, key=lambda m: (m.value, -m.step))  # the first epoch that reached the best
+    mlflow.log_metrics({BEST_METRIC: best.value, BEST_EPOCH_METRIC: float(best.step)})
+    return float(best.value), int(best.step)
 
 
-def _log_learning_curve(run_id: str, folder: Path) -> None:
-    """loss/val_loss and IoUs per epoch, from the run's own history (resumed epochs included)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    mlflow.flush_async_logging()
+def _history(run_id: str, names: Sequence[str]) -> dict[str, list[tuple[int, float]]]:
     client = mlflow.MlflowClient()
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for axis, names in ((left, ("loss", "val_loss")),
-                        (right, ("val_iou_humerus", "val_iou_biceps", "val_mean_iou"))):
-        for name in names:
-            points = sorted((m.step, m.value) for m in client.get_metric_history(run_id, name))
-            if points:
-                steps, values = zip(*points, strict=True)
-                axis.plot(np.array(steps) + 1, values, marker="o", label=name)
-        axis.set_xlabel("epoch")
-        axis.legend()
-        axis.grid(alpha=0.3)
-    left.set_title("loss")
-    right.set_title("validation IoU")
-    right.set_ylim(0, 1)
-    figure.tight_layout()
-    path = folder / "learning_curve.png"
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    mlflow.log_artifact(str(path))
+    return {name: [(m.step, m.value) for m in client.get_metric_history(run_id, name)] for name in names}
 
 
-def _log_overlays(model: keras.Model, val: SliceSet, config: TrainConfig, folder: Path) -> None:
+def _log_learning_curve(run_id: str, config: TrainConfig, best_epoch: int) -> None:
+    """loss/val_loss and IoUs per epoch, from the run's own history (resumed epochs included)."""
+    structures = config.labels.foreground
+    names = ("loss", "val_loss", *(f"val_iou_{name}" for name in structures), MONITOR)
+    figure = learning_curve_figure(_history(run_id, names), structures, best_epoch or None)
+    mlflow.log_figure(figure, "learning_curve.png")
+
+
+def _spread(count: int, picks: int = OVERLAY_SLICES) -> np.ndarray:
+    return np.unique(np.linspace(0, count - 1, picks).round().astype(int))
+
+
+def _log_overlays(model: keras.Model, val: SliceSet, config: TrainConfig) -> None:
     """Prediction (filled) over ground truth (outline) on a few validation slices."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
-
-    picks = np.unique(np.linspace(0, len(val) - 1, OVERLAY_SLICES).round().astype(int))
+    picks = _spread(len(val))
     images = val.images[picks].astype(np.float32)
     predicted = np.argmax(model.predict(images[..., None], verbose=0), axis=-1)
-    labels = config.labels
-    colours = ["none", "tab:orange", "tab:cyan", "tab:green", "tab:pink", "tab:olive"][:labels.num_classes]
-    figure, axes = plt.subplots(1, picks.size, figsize=(4 * picks.size, 4), squeeze=False)
-    for axis, image, truth, guess, index in zip(axes[0], images, val.labels[picks], predicted, picks,
-                                                strict=True):
-        axis.imshow(image, cmap="gray")
-        axis.imshow(np.ma.masked_equal(guess, 0), cmap=ListedColormap(colours), alpha=0.4,
-                    vmin=0, vmax=labels.num_classes - 1, interpolation="nearest")
-        for class_index in range(1, labels.num_classes):
-            if (truth == class_index).any():
-                axis.contour(truth == class_index, levels=[0.5], colors=[colours[class_index]],
-                             linewidths=1.2)
-        axis.set_title(f"val slice {index}: {_slice_ious(truth, guess, labels.num_classes)}", fontsize=8)
-        axis.axis("off")
-    figure.suptitle(f"{config.group}: prediction (filled) vs ground truth (outline); "
-                    + ", ".join(f"{n} {c.removeprefix('tab:')}"
-                                for n, c in zip(labels.foreground, colours[1:], strict=True)),
-                    fontsize=9)
-    figure.tight_layout()
-    path = folder / "val_overlays.png"
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    mlflow.log_artifact(str(path), "overlays")
+    figure = overlay_figure(images, val.labels[picks], predicted, picks, config.labels.foreground,
+                            config.group)
+    mlflow.log_figure(figure, "overlays/val_overlays.png")
 
 
-def _log_augmentation_examples(train_set: SliceSet, config: TrainConfig, folder: Path) -> None:
-    """Training slices as the network sees them after augmentation (labels outlined), to check by eye."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from armseg.train.data import augment_batch
-
-    picks = np.unique(np.linspace(0, len(train_set) - 1, OVERLAY_SLICES).round().astype(int))
-    images, labels = augment_batch(train_set.images[picks], train_set.labels[picks])
-    figure, axes = plt.subplots(2, picks.size, figsize=(3.5 * picks.size, 7), squeeze=False)
-    for column, index in enumerate(picks):
-        axes[0, column].imshow(train_set.images[index], cmap="gray")
-        axes[0, column].set_title(f"train slice {index}", fontsize=8)
-        axes[1, column].imshow(images[column, ..., 0].numpy(), cmap="gray")
-        axes[1, column].contour(labels[column].numpy(), levels=np.arange(config.labels.num_classes - 1) + 0.5,
-                                colors="tab:orange", linewidths=0.8)
-        axes[1, column].set_title("augmented, labels outlined", fontsize=8)
-    for axis in axes.ravel():
-        axis.axis("off")
-    figure.tight_layout()
-    path = folder / "augmentation_examples.png"
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-    mlflow.log_artifact(str(path), "overlays")
-
-
-def _slice_ious(truth: np.ndarray, guess: np.ndarray, num_classes: int) -> str:
-    parts = []
-    for index in range(1, num_classes):
-        union = np.count_nonzero((truth == index) | (guess == index))
-        both = np.count_nonzero((truth == index) & (guess == index))
-        parts.append(f"{both / union:.2f}" if union else "-")
-    return "IoU " + "/".join(parts)
+def _log_transform_examples(train_set: SliceSet, config: TrainConfig) -> None:
+    """Training slices as the network sees them after the random transforms."""
+    picks = _spread(len(train_set))
+    images, labels = augment_batch(train_set.images[picks], train_set.labels[picks], config.transforms)
+    figure = transforms_figure(train_set.images[picks], np.asarray(images)[..., 0], np.asarray(labels), picks,
+                               config.labels.num_classes)
+    mlflow.log_figure(figure, "overlays/augmentation_examples.png")

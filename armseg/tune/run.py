@@ -21,7 +21,19 @@ import optuna
 from optuna_integration.keras import KerasPruningCallback
 
 from armseg.errors import ArmsegError
-from armseg.model.registry import GROUP_TAG, REGISTERED_MODEL
+from armseg.tracking.contract import (
+    BEST_METRIC,
+    BEST_RUN_TAG,
+    BEST_TRIAL_TAG,
+    CHAMPION_ALIAS,
+    CHAMPION_VERSION_TAG,
+    GROUP_TAG,
+    MONITOR,
+    PRUNED_TAG,
+    REGISTERED_MODEL,
+    STUDY_TAG,
+    TRIAL_NUMBER_TAG,
+)
 from armseg.tracking.runs import stage_run
 from armseg.train.config import HYPERPARAMETERS, resolve_config
 from armseg.train.run import train
@@ -37,8 +49,6 @@ from armseg.tune.study import (
 )
 
 STAGE = "tune"
-CHAMPION_ALIAS = "champion"
-MONITOR = "val_mean_iou"
 RUN_ID_ATTR = "mlflow_run_id"
 VERSION_ATTR = "model_version"
 
@@ -75,10 +85,15 @@ class TuneResult:
 
 
 def tune(request: TuneRequest) -> TuneResult:
-    """Run trials until the study holds `n_trials` (or `timeout` passes), then crown the best."""
+    """Run trials until the study holds `n_trials` (or `timeout` passes), then crown the best.
+
+    Everything the user gave is typed and checked before the study or any run exists: the
+    request, the search space and the base configuration every trial starts from.
+    """
     _check(request)
     fixed = {k: v for k, v in (request.fixed or {}).items() if v is not None}
     dimensions, space_fixed = build_space(request.search_space or {}, HYPERPARAMETERS, held_fixed=fixed)
+    resolve_config({**space_fixed, **fixed, "group": request.group}, request.config, request.section)
     storage = open_storage(request.storage)
     pruner = request.pruner
     if not isinstance(pruner, optuna.pruners.BasePruner):
@@ -90,7 +105,7 @@ def tune(request: TuneRequest) -> TuneResult:
               "search_space": {n: _describe(d) for n, d in dimensions.items()},
               **{f"fixed.{k}": v for k, v in {**space_fixed, **fixed}.items()}}
     with stage_run(STAGE, params=params if created else None, run_id=parent_id,
-                   tags={GROUP_TAG: request.group, "armseg.study": request.study_name},
+                   tags={GROUP_TAG: request.group, STUDY_TAG: request.study_name},
                    run_name=f"tune-{request.group}" if created else None) as parent:
         if created:
             study.set_user_attr(PARENT_RUN_ATTR, parent.info.run_id)
@@ -127,7 +142,7 @@ def _run_one(study: optuna.Study, trial: optuna.Trial, request: TuneRequest,
         result = train(config, extra_callbacks=[RecordTrial(trial), KerasPruningCallback(trial, MONITOR)])
     except optuna.TrialPruned:
         if RUN_ID_ATTR in trial.user_attrs:
-            mlflow.MlflowClient().set_tag(trial.user_attrs[RUN_ID_ATTR], "armseg.pruned", "true")
+            mlflow.MlflowClient().set_tag(trial.user_attrs[RUN_ID_ATTR], PRUNED_TAG, "true")
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         print(f"[armseg tune] trial {trial.number + 1} pruned")
         return
@@ -156,7 +171,7 @@ class RecordTrial(keras.callbacks.Callback):
         run = mlflow.active_run()
         if run is not None:
             self.trial.set_user_attr(RUN_ID_ATTR, run.info.run_id)
-            mlflow.set_tag("armseg.trial_number", str(self.trial.number))
+            mlflow.set_tag(TRIAL_NUMBER_TAG, str(self.trial.number))
 
 
 def _crown(study: optuna.Study, parent_id: str, ran: int) -> TuneResult:
@@ -170,10 +185,10 @@ def _crown(study: optuna.Study, parent_id: str, ran: int) -> TuneResult:
     client = mlflow.MlflowClient()
     if version is not None:
         client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION_ALIAS, str(version))
-        client.set_tag(parent_id, "armseg.champion_version", str(version))
-    client.set_tag(parent_id, "armseg.best_trial", str(best.number))
-    client.set_tag(parent_id, "armseg.best_run_id", str(best.user_attrs.get(RUN_ID_ATTR, "")))
-    client.log_metric(parent_id, "best_val_mean_iou", float(best.value))
+        client.set_tag(parent_id, CHAMPION_VERSION_TAG, str(version))
+    client.set_tag(parent_id, BEST_TRIAL_TAG, str(best.number))
+    client.set_tag(parent_id, BEST_RUN_TAG, str(best.user_attrs.get(RUN_ID_ATTR, "")))
+    client.log_metric(parent_id, BEST_METRIC, float(best.value))
     client.log_metric(parent_id, "n_trials_complete", len(completed))
     print(f"[armseg tune] best trial {best.number + 1}: val_mean_iou {best.value:.4f} "
           + (f"-> models:/{REGISTERED_MODEL}@{CHAMPION_ALIAS} (version {version})" if version else ""))

@@ -15,9 +15,9 @@ import pandas as pd
 from mlflow.entities import Run
 
 from armseg.errors import ArmsegError
-from armseg.evaluate.metrics import METRICS
-from armseg.evaluate.runs import MODEL_TAG, SCAN_TAG, SUBJECT_TAG, TRIAL_TAG, natural_key
-from armseg.tracking.runs import STAGE_TAG
+from armseg.io.tree import natural_key
+from armseg.tracking.contract import EVALUATE_METRICS as METRICS
+from armseg.tracking.contract import MODEL_TAG, SCAN_TAG, STAGE_TAG, SUBJECT_TAG, TRIAL_TAG
 
 MEAN_COLUMN = "mean"
 

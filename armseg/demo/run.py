@@ -9,53 +9,33 @@ scan -> evaluate -> the accuracy table. Everything lands in the tracking store (
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
-from armseg.params import parse_bool, typed_value
+from armseg.augment.run import augment_group
+from armseg.evaluate.run import evaluate_subjects
+from armseg.io.tree import find_group
+from armseg.predict.run import predict_subjects
+from armseg.registration.batch import register_subjects
+from armseg.registration.settings import RegistrationSettings
+from armseg.synth.run import synthesize
+from armseg.table.run import write_table
+from armseg.tracking.runs import stage_run
+from armseg.train.config import resolve_config
+from armseg.train.run import train
 
 GROUPS = ("group_1_1", "group_2_1")
 AUGMENTED_GROUP = "group_1_1"
 ATLAS = "trial1_0_fs"
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="demo", help="folder for the phantom tree and the table "
-                                                      "(default: %(default)s)")
-    parser.add_argument("--size", nargs="+", default=["256", "256"], metavar="N",
-                        help="in-plane size of the phantom scans (default: 256 256)")
-    parser.add_argument("--slices", default="100", help="slices per scan (default: %(default)s)")
-    parser.add_argument("--epochs", default=None, help="train epochs (default: train's default)")
-    parser.add_argument("--seed", default="0", help="seed of the phantom and of training (default: 0)")
-    parser.add_argument("--quick", nargs="?", const="true", default="false", metavar="BOOL",
-                        help="tiny scans and networks: the plumbing in a minute, not the accuracy")
-
-
-def run(args: argparse.Namespace) -> None:
-    from armseg.synth.command import parse_size
-
-    demo(Path(args.out), parse_size(args.size), typed_value(args.slices, "slices", int) or 100,
-         epochs=typed_value(args.epochs, "epochs", int), seed=typed_value(args.seed, "seed", int) or 0,
-         quick=parse_bool(args.quick, "quick"))
-
-
 def demo(out: Path, size: tuple[int, int] = (256, 256), slices: int = 100, epochs: int | None = None,
          seed: int = 0, quick: bool = False) -> dict[str, Path]:
     """Run every stage; return the accuracy table's files."""
-    from armseg.augment.command import augment_group
-    from armseg.evaluate.command import evaluate_subjects
-    from armseg.evaluate.table_command import write_table
-    from armseg.io.tree import find_group
-    from armseg.predict.command import predict_subjects
-    from armseg.registration.batch import register_subjects
-    from armseg.synth.command import synthesize
-    from armseg.tracking import stage_run
-    from armseg.train.config import resolve_config
-    from armseg.train.run import train
-
     if quick:
         size, slices = (48, 64), min(slices, 12)
+        print("[armseg demo] --quick: tiny scans and a tiny network for a few epochs. This checks that "
+              "every stage runs and is tracked; its numbers say nothing about accuracy.")
     data_root = out / "data"
     params = {"out": str(out), "size": list(size), "slices": slices, "epochs": epochs, "seed": seed,
               "quick": quick}
@@ -75,8 +55,8 @@ def demo(out: Path, size: tuple[int, int] = (256, 256), slices: int = 100, epoch
         # By group name: each group's newest finished train run, so rows read as in OpenArm's table.
         _stage("predict", lambda: predict_subjects(data_root, list(GROUPS), [test_subject]))
         atlas = find_group(data_root, AUGMENTED_GROUP) / ATLAS
-        _stage("register", lambda: register_subjects(data_root, [test_subject], atlas,
-                                                     **({"iterations": (20,)} if quick else {})))
+        settings = RegistrationSettings(iterations=(20,) if quick else ())
+        _stage("register", lambda: register_subjects(data_root, [test_subject], atlas, settings))
         _stage("evaluate", lambda: evaluate_subjects(data_root, [test_subject]))
         table = _stage("table", lambda: write_table("mean_iou", out / "table.csv"))
     minutes = (time.monotonic() - started) / 60

@@ -1,24 +1,16 @@
-"""`armseg table`: the accuracy table printed, written as CSV, Markdown and an HTML heat map.
-
-The three files share the stem of `--out` and are each written atomically; they, and a PNG
-heat map, are also artifacts of a `table` run, so a table is traceable to the store it came from.
-"""
+"""The accuracy table as files and pictures: CSV, Markdown, an HTML heat map and a PNG."""
 
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from armseg.evaluate.metrics import METRICS
-from armseg.evaluate.table import MEAN_COLUMN, accuracy_table
-from armseg.io.atomic import write_bytes_atomic
-from armseg.tracking.runs import stage_run
+from armseg.table.query import MEAN_COLUMN
+from armseg.tracking.contract import EVALUATE_METRICS as METRICS
 
 FORMATS = ("csv", "md", "html")
 # Distances are better small, overlaps better large: the colours must say "good" the same way.
@@ -27,41 +19,13 @@ _TABLE_STYLE = [{"selector": "", "props": "font-family: sans-serif; border-colla
                 {"selector": "td, th", "props": "padding: 4px 10px; text-align: right;"}]
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--metric", default="mean_iou", metavar="NAME",
-                        help=f"cell value, one of {' '.join(METRICS)} (default: %(default)s)")
-    parser.add_argument("--out", default="table.csv", metavar="PATH",
-                        help="where to write; .csv, .md and .html with this stem (default: %(default)s)")
-
-
-def run(args: argparse.Namespace) -> None:
-    paths = write_table(args.metric, Path(args.out))
-    print("[armseg table] wrote " + ", ".join(str(p) for p in paths.values()))
-
-
 def output_paths(out: Path) -> dict[str, Path]:
     """`table.csv`, `table.md` or `table` all mean table.csv + table.md + table.html."""
     stem = out.with_suffix("") if out.suffix.lstrip(".").lower() in (*FORMATS, "htm", "markdown") else out
     return {kind: stem.with_name(f"{stem.name}.{kind}") for kind in FORMATS}
 
 
-def write_table(metric: str, out: Path, experiment_ids: list[str] | None = None) -> dict[str, Path]:
-    """Build the table of `metric`, print it, write csv/md/html beside `out` and log them in a `table` run."""
-    paths = output_paths(Path(out))
-    with stage_run("table", params={"metric": metric, "out": str(out)}):
-        table = accuracy_table(metric, experiment_ids)
-        print(f"{metric} (rows: models, columns: scans)")
-        print(table.to_string(float_format=_number, na_rep="-"))
-        texts = {"csv": table.to_csv(), "md": to_markdown(table, metric), "html": to_html(table, metric)}
-        for kind, path in paths.items():
-            write_bytes_atomic(path, texts[kind].encode("utf-8"))
-            mlflow.log_artifact(str(path))
-        mlflow.log_figure(heatmap_figure(table, metric), f"{paths['csv'].stem}.png")
-        mlflow.log_metrics({"models": float(len(table)), "scans": float(table.shape[1] - 1)})
-    return paths
-
-
-def _number(value: float) -> str:
+def number_text(value: float) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
 
 
@@ -71,7 +35,7 @@ def to_markdown(table: pd.DataFrame, metric: str) -> str:
     lines = [f"**{metric}** (rows: models, columns: scans)", "",
              "| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * table.shape[1]) + "|"]
     for model, row in table.iterrows():
-        lines.append("| " + " | ".join([str(model), *(_number(v) for v in row)]) + " |")
+        lines.append("| " + " | ".join([str(model), *(number_text(v) for v in row)]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -94,7 +58,7 @@ def to_html(table: pd.DataFrame, metric: str) -> str:
     """The table as a heat map: pandas' Styler colours the scan cells (the mean column is bold)."""
     low, high = colour_range(table, metric)
     styled = (table.style.background_gradient(cmap=_colour_map(metric), axis=None, vmin=low, vmax=high)
-              .format(_number).set_caption(f"{metric} (rows: models, columns: scans)")
+              .format(number_text).set_caption(f"{metric} (rows: models, columns: scans)")
               .set_properties(subset=[MEAN_COLUMN], **{"font-weight": "bold"})
               .set_table_styles(_TABLE_STYLE))
     return f"<!doctype html>\n<meta charset='utf-8'>\n<title>armseg {metric}</title>\n{styled.to_html()}\n"
@@ -109,7 +73,7 @@ def heatmap_figure(table: pd.DataFrame, metric: str) -> Figure:
     image = axis.imshow(np.ma.masked_invalid(values), cmap=_colour_map(metric), vmin=low, vmax=high,
                         aspect="auto")
     for (row, column), value in np.ndenumerate(values):
-        axis.text(column, row, _number(float(value)), ha="center", va="center", fontsize=7)
+        axis.text(column, row, number_text(float(value)), ha="center", va="center", fontsize=7)
     axis.set_xticks(range(values.shape[1]), [str(c) for c in table.columns], rotation=45, ha="right")
     axis.set_yticks(range(values.shape[0]), [str(i) for i in table.index])
     axis.set_title(metric)
