@@ -1,7 +1,7 @@
 """Command-line values as MLflow and argparse hand them over, turned into typed values.
 
 `mlflow run -P subjects="SubB SubF"` arrives as one quoted string while `armseg predict
---subjects SubB SubF` arrives as a list; optional MLproject parameters default to ''.
+--subjects SubB SubF` arrives as a list; an empty value (`-P epochs=`) means not given.
 Every conversion error names the parameter, in the user's own spelling.
 """
 
@@ -25,7 +25,7 @@ def split_list(values: Sequence[str] | str | None) -> list[str]:
 
 
 def empty_as_none(value: str | None) -> str | None:
-    """MLproject parameters default to '' for 'not given'; the code sees None."""
+    """An empty value (`-P epochs=`, `--epochs ''`) means 'not given'; the code sees None."""
     return None if value is None or str(value).strip() == "" else value
 
 
@@ -59,7 +59,7 @@ FALSE_WORDS = ("0", "false", "no", "off", "")
 
 
 def parse_bool(value: str | bool | None, name: str) -> bool:
-    """`--overwrite`, `--overwrite true` and MLproject's `-P overwrite=false` alike."""
+    """`--overwrite`, `--overwrite true` and `mlflow run -P overwrite=false` alike."""
     if isinstance(value, bool):
         return value
     text = str(value or "").strip().lower()

@@ -1,8 +1,8 @@
 """`armseg train`: flags in, `train()` or `resume()` called, where the model went printed.
 
 Every hyperparameter flag defaults to None so "not given" stays distinguishable from a value:
-the ini file (`--config`) and armseg's defaults fill only what the user left out. MLproject
-passes '' for parameters it was not given, which means the same.
+the ini file (`--config`) and armseg's defaults fill only what the user left out. An empty
+value means the same as not giving the flag.
 """
 
 from __future__ import annotations
