@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from armseg.evaluate.metrics import METRICS
 from armseg.evaluate.table import MEAN_COLUMN, accuracy_table
 from armseg.io.atomic import write_bytes_atomic
+from armseg.measure.names import AREA_RMSE, SIGNED_ERRORS, measure_metric_patterns, measure_of
 from armseg.tracking.runs import stage_run
 
 FORMATS = ("csv", "md", "html")
@@ -29,7 +30,8 @@ _TABLE_STYLE = [{"selector": "", "props": "font-family: sans-serif; border-colla
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metric", default="mean_iou", metavar="NAME",
-                        help=f"cell value, one of {' '.join(METRICS)} (default: %(default)s)")
+                        help=f"cell value, one of {' '.join(METRICS)}, or a measure from `armseg measure`: "
+                             f"{' '.join(measure_metric_patterns())} (default: %(default)s)")
     parser.add_argument("--out", default="table.csv", metavar="PATH",
                         help="where to write; .csv, .md and .html with this stem (default: %(default)s)")
 
@@ -76,17 +78,24 @@ def to_markdown(table: pd.DataFrame, metric: str) -> str:
 
 
 def _colour_map(metric: str) -> str:
+    measure = measure_of(metric)
+    if measure is not None:  # a measure is neither good nor bad; a signed error is best at 0
+        return "RdYlGn_r" if measure == AREA_RMSE else "RdBu_r" if measure in SIGNED_ERRORS else "viridis"
     return "RdYlGn_r" if metric in LOWER_IS_BETTER else "RdYlGn"
 
 
 def colour_range(table: pd.DataFrame, metric: str) -> tuple[float, float]:
     """Fixed scales for bounded metrics, so the same colour means the same score in every table."""
+    measure = measure_of(metric)
     if "percent" in metric:
         return 0.0, 100.0
-    if metric not in LOWER_IS_BETTER:
+    if metric not in LOWER_IS_BETTER and measure is None:
         return 0.0, 1.0
     values = table.drop(columns=MEAN_COLUMN).to_numpy(dtype=float)
     finite = values[np.isfinite(values)]
+    if measure in SIGNED_ERRORS:  # symmetric about 0, so white means "no error"
+        reach = float(np.abs(finite).max()) if finite.size else 1.0
+        return -(reach or 1.0), reach or 1.0
     return (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
 
 
