@@ -22,8 +22,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("armseg.predict.command", "segment every scan of subjects with models"),
     "evaluate": ("armseg.evaluate.command", "score predictions against ground truth"),
     "register": ("armseg.registration.command", "registration-based segmentation baseline"),
+    "measure": ("armseg.measure.command", "muscle volume, area and thickness from truth and models"),
     "table": ("armseg.evaluate.table_command", "the cross-model accuracy table"),
-    "demo": ("armseg.demo", "synth, augment, train, predict, register, evaluate, table"),
+    "demo": ("armseg.demo", "synth, augment, train, predict, register, evaluate, measure, table"),
 }
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
