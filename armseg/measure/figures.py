@@ -77,9 +77,9 @@ def bland_altman_figure(measures: pd.DataFrame, agreement: pd.DataFrame, models:
         for column, measure in enumerate(measure_names):
             axis, name = grid[row][column], metric_name(measure, structure)
             axis.axhline(0.0, color="grey", linewidth=0.8)
-            for model in models:
-                _bland_altman_points(axis, pairs[model], name, agreement, model, structure, measure,
-                                     colours[model])
+            scale = [_bland_altman_points(axis, pairs[model], name, agreement, model, structure, measure,
+                                          colours[model]) for model in models]
+            _at_least(axis, max(scale, default=0.0))
             axis.set_title(f"{structure}: {AXIS_LABELS.get(measure, measure)}", fontsize=9)
             axis.set_xlabel("mean of model and truth")
             axis.set_ylabel("model − truth")
@@ -89,21 +89,35 @@ def bland_altman_figure(measures: pd.DataFrame, agreement: pd.DataFrame, models:
     return figure
 
 
+def _at_least(axis, scale: float) -> None:
+    """Show differences on at least +-1 % of the measure's size: perfect agreement then reads as a
+    flat line at 0, not as noise magnified to fill the panel (with a 1e-17 offset label)."""
+    axis.ticklabel_format(axis="y", useOffset=False)
+    low, high = axis.get_ylim()
+    floor = 0.01 * scale if scale > 0 else 1.0
+    axis.set_ylim(min(low, -floor), max(high, floor))
+
+
 def _bland_altman_points(axis, pairs: pd.DataFrame, name: str, agreement: pd.DataFrame, model: str,
-                         structure: str, measure: str, colour) -> None:
+                         structure: str, measure: str, colour) -> float:
+    """Draw one model's points and lines; return the size of the measure (largest |mean|)."""
     if f"{name}_truth" not in pairs:
-        return
+        return 0.0
     truth, found = pairs[f"{name}_truth"].to_numpy(float), pairs[f"{name}_model"].to_numpy(float)
-    axis.scatter((truth + found) / 2, found - truth, s=14, color=colour, label=model)
+    means = (truth + found) / 2
+    axis.scatter(means, found - truth, s=14, color=colour, label=model)
+    finite = np.abs(means[np.isfinite(means)])
+    size = float(finite.max()) if finite.size else 0.0
     row = agreement[(agreement["model"] == model) & (agreement["structure"] == structure)
                     & (agreement["measure"] == measure)]
     if row.empty:
-        return
+        return size
     axis.axhline(float(row[BIAS].iloc[0]), color=colour, linewidth=1.0)
     for limit in (LOA_LOWER, LOA_UPPER):
         value = float(row[limit].iloc[0])
         if np.isfinite(value):
             axis.axhline(value, color=colour, linewidth=0.8, linestyle="--")
+    return size
 
 
 def deformation_figure(table: pd.DataFrame, structures: Sequence[str], measure_names: Sequence[str],

@@ -29,7 +29,13 @@ from armseg.io.images import read_image
 from armseg.io.labels import DEFAULT_LABEL_MAP, LabelMap
 from armseg.measure.agreement import agreement_table, structure_errors
 from armseg.measure.conditions import load_order
-from armseg.measure.figures import bland_altman_figure, deformation_figure, png_bytes, profile_figure
+from armseg.measure.figures import (
+    AXIS_LABELS,
+    bland_altman_figure,
+    deformation_figure,
+    png_bytes,
+    profile_figure,
+)
 from armseg.measure.names import (
     AGREEMENT_CSV,
     AGREEMENT_MD,
@@ -253,7 +259,7 @@ def agreement_markdown(measures: pd.DataFrame, agreement: pd.DataFrame, models: 
     """The README-sized table: per model and structure, volume error and the study measures'
     bias [95 % limits of agreement]."""
     header = ["model", "structure", "n", "volume error % (mean ± SD)",
-              *(f"{m} bias [LoA]" for m in STUDY_MEASURES)]
+              *(f"{AXIS_LABELS[m]}: bias [LoA]" for m in STUDY_MEASURES)]
     lines = ["**Agreement with the ground truth** (model − truth over the scans; bias "
              "[95 % limits of agreement])", "", "| " + " | ".join(header) + " |",
              "|" + "|".join(["---", "---"] + ["---:"] * (len(header) - 2)) + "|"]
@@ -274,12 +280,17 @@ def agreement_markdown(measures: pd.DataFrame, agreement: pd.DataFrame, models: 
     return "\n".join(lines) + "\n"
 
 
+def _short(value: float, sign: str = "") -> str:
+    """Three significant digits, but never 1.49e+03 for a volume: whole numbers from 100 up."""
+    return f"{value:{sign}.0f}" if abs(value) >= 100 else f"{value:{sign}.3g}"
+
+
 def _limits_text(row: pd.Series) -> str:
     if not np.isfinite(row[BIAS]):
         return "-"
     if not np.isfinite(row[LOA_LOWER]):
-        return f"{row[BIAS]:+.3g}"
-    return f"{row[BIAS]:+.3g} [{row[LOA_LOWER]:.3g}, {row[LOA_UPPER]:.3g}]"
+        return _short(row[BIAS], "+")
+    return f"{_short(row[BIAS], '+')} [{_short(row[LOA_LOWER])}, {_short(row[LOA_UPPER])}]"
 
 
 def _log_agreement(measures: pd.DataFrame, agreement: pd.DataFrame, models: Sequence[str],
