@@ -33,6 +33,7 @@ AXIS_LABELS = {VOLUME: "volume (mm³)", AREA_MAX: "peak area (mm²)", AREA_MEAN:
                CENTROID_DEPTH: "centroid depth (mm)", LENGTH: "length (mm)"}
 TRUTH_STYLE = {"color": "black", "linestyle": "--", "linewidth": 1.4, "zorder": 3}
 _MARKERS = "osD^vP*Xh<>"
+PANELS_PER_ROW = 4  # profile panels: many structures (--labels openarm-all) wrap into rows
 
 
 def _colours(count: int) -> list:
@@ -46,8 +47,12 @@ def profile_figure(profiles: Mapping[str, Profile], source: str, title: str,
                    truth: Mapping[str, Profile] | None = None) -> Figure:
     """Cross-sectional area along the arm, one panel per structure; the ground truth's profile
     is drawn over the model's (dashed black) so where they part is where the model errs."""
-    figure = Figure(figsize=(1.0 + 3.6 * max(1, len(profiles)), 3.0), layout="constrained")
-    axes = np.atleast_1d(figure.subplots(1, max(1, len(profiles)), squeeze=False)[0])
+    columns = min(PANELS_PER_ROW, max(1, len(profiles)))
+    rows = -(-max(1, len(profiles)) // columns)
+    figure = Figure(figsize=(1.0 + 3.6 * columns, 0.4 + 2.6 * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for axis in axes[len(profiles):]:
+        axis.set_axis_off()
     for axis, (structure, profile) in zip(axes, profiles.items(), strict=False):
         axis.fill_between(profile.position_mm, profile.area_mm2, alpha=0.25, color="tab:blue", linewidth=0)
         axis.plot(profile.position_mm, profile.area_mm2, color="tab:blue", label=source)

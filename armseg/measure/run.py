@@ -120,7 +120,8 @@ def measure_subjects(
               "structures": list(structures or []) or "all", "label_map": label_map.to_json(),
               "deformation_source": deformation_source, "out": str(out), "depth_axis": axes.depth,
               "slice_axis": axes.along, "data_root": str(data_root)}
-    with stage_run(STAGE, params=params, tags={KIND_TAG: KIND_AGREEMENT}, run_name="measure"):
+    run_name = "-".join(["measure", *(subjects or [])])  # named for what it did: measure-SubC
+    with stage_run(STAGE, params=params, tags={KIND_TAG: KIND_AGREEMENT}, run_name=run_name):
         chosen = choose_structures(label_map, structures)
         scans = find_scans(data_root, subjects)
         scan_subjects = list(dict.fromkeys(s.subject for s in scans))
