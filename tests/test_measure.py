@@ -229,9 +229,11 @@ def test_measuring_imports_no_tensorflow() -> None:
 @pytest.mark.slow
 def test_a_trained_models_volumes_agree_with_the_ground_truth(tracking: str, tiny_tree: Path,
                                                               tmp_path: Path) -> None:
-    """A small U-Net trained ~30 s on group_3_1 (SubA and SubB) predicts the held-out SubC; its
-    biceps and humerus volumes must lie within 5 % of the truth on every scan (measured: within
-    about 2 %), and the biceps bias within 3 %. A model that missed the biceps' size would not."""
+    """A small U-Net trained for 30 epochs (~35 s of CPU) on group_3_1 (SubA and SubB) predicts the
+    held-out SubC. Its biceps and humerus volumes must lie within 5 % of the truth on every scan
+    (measured: biceps -1.0 to +0.1 %, humerus +1.0 to +2.1 %), and the biceps' 95 % limits of
+    agreement within 5 % of its mean volume. Models that had not learned the muscle's size (10
+    epochs, or no augmentation) were 20-98 % small in trials, so the bound tells them apart."""
     from armseg.predict.command import predict_subjects
     from armseg.train.config import resolve_config
     from armseg.train.run import train
@@ -246,7 +248,7 @@ def test_a_trained_models_volumes_agree_with_the_ground_truth(tracking: str, tin
     assert len(model) == 6
     assert model["volume_error_biceps"].abs().max() < 5.0, model["volume_error_biceps"].tolist()
     assert model["volume_error_humerus"].abs().max() < 5.0, model["volume_error_humerus"].tolist()
-    bias = result.agreement.set_index(["model", "structure", "measure"]).loc[
-        ("group_3_1", "biceps", "volume_mm3"), "bias"]
+    limits = result.agreement.set_index(["model", "structure", "measure"]).loc[
+        ("group_3_1", "biceps", "volume_mm3")]
     truth = result.measures[result.measures["source"] == "ground_truth"]["volume_mm3_biceps"].mean()
-    assert abs(bias) < 0.03 * truth
+    assert -0.05 * truth < limits["loa_lower"] <= limits["bias"] <= limits["loa_upper"] < 0.05 * truth
