@@ -53,6 +53,9 @@ STUDY_MEASURES = (VOLUME, AREA_MAX, THICKNESS)
 BIAS, SD, LOA_LOWER, LOA_UPPER, PAIRS = "bias", "sd", "loa_lower", "loa_upper", "n"
 AGREEMENT_STATISTICS = (BIAS, LOA_LOWER, LOA_UPPER, PAIRS)
 
+# Counts on the parent (scans, models) and deformation (subjects, scans) runs.
+SCANS_METRIC, MODELS_METRIC, SUBJECTS_METRIC = "scans", "models", "subjects"
+
 # Columns of a scan's area profile (one row per slice).
 SLICE, POSITION = "slice", "position_mm"
 PROFILE_AREA, PROFILE_THICKNESS, PROFILE_WIDTH = "area_mm2", "thickness_mm", "width_mm"

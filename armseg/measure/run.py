@@ -57,6 +57,7 @@ from armseg.measure.names import (
     MEASURES,
     MEASURES_CSV,
     MODEL_TAG,
+    MODELS_METRIC,
     PAIRS,
     POSITION,
     PROFILE_AREA,
@@ -65,10 +66,12 @@ from armseg.measure.names import (
     PROFILE_THICKNESS,
     PROFILE_WIDTH,
     SCAN_TAG,
+    SCANS_METRIC,
     SLICE,
     STAGE,
     STUDY_MEASURES,
     SUBJECT_TAG,
+    SUBJECTS_METRIC,
     TRIAL_TAG,
     VOLUME,
     VOLUME_ERROR,
@@ -81,7 +84,6 @@ from armseg.predict.models import model_folder
 from armseg.tracking.runs import stage_run
 
 Measured = dict[str, StructureMeasures]
-SCAN_COLUMNS = ["source", "subject", "trial", "trial_name", "scan", "elbow_angle", "load", "run_id"]
 
 
 @dataclass
@@ -308,7 +310,7 @@ def _log_agreement(measures: pd.DataFrame, agreement: pd.DataFrame, models: Sequ
         files[AGREEMENT_PNG] = _write(out, AGREEMENT_PNG, png_bytes(figure))
         mlflow.log_figure(figure, AGREEMENT_PNG)
         print(texts[AGREEMENT_MD])
-    mlflow.log_metrics({"scans": float(measures["scan"].nunique()), "models": float(len(models))})
+    mlflow.log_metrics({SCANS_METRIC: float(measures["scan"].nunique()), MODELS_METRIC: float(len(models))})
     return files
 
 
@@ -339,7 +341,8 @@ def _log_deformation(table: pd.DataFrame, source: str, structures: Sequence[str]
                  DEFORMATION_PNG: _write(out, DEFORMATION_PNG, png_bytes(figure))}
         mlflow.log_text(text, DEFORMATION_CSV)
         mlflow.log_figure(figure, DEFORMATION_PNG)
-        mlflow.log_metrics({"subjects": float(table["subject"].nunique()), "scans": float(len(table))})
+        mlflow.log_metrics({SUBJECTS_METRIC: float(table["subject"].nunique()),
+                            SCANS_METRIC: float(len(table))})
     print(f"[armseg measure] deformation ({source}): {files[DEFORMATION_CSV]}, {files[DEFORMATION_PNG]} "
           f"(run {run.info.run_id})")
     return files
