@@ -27,8 +27,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("armseg.predict.command", "segment every scan of subjects with models"),
     "evaluate": ("armseg.evaluate.command", "score predictions against ground truth"),
     "register": ("armseg.registration.command", "registration-based segmentation baseline"),
+    "measure": ("armseg.measure.command", "muscle volume, area and thickness from truth and models"),
     "table": ("armseg.table.command", "the cross-model accuracy table"),
-    "demo": ("armseg.demo.command", "synth, augment, train, predict, register, evaluate, table"),
+    "demo": ("armseg.demo.command", "synth, augment, train, predict, register, evaluate, measure, table"),
 }
 # Commands that run a network: Keras (and its backend's start-up noise) is loaded for these only.
 NETWORK_COMMANDS = ("train", "tune", "predict", "demo")

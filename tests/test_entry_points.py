@@ -26,6 +26,7 @@ PARAMETERS = {
     "predict": {"model": "group_1_1 models:/armseg-unet@champion", "subjects": "SubC", "experiment": "e"},
     "evaluate": {"subjects": "SubC", "metrics": "mean_iou"},
     "register": {"subjects": "SubC", "atlas": "trial1_0_fs", "A": "1 0 0 0 1 0 0 0 1", "t": "0 0 1"},
+    "measure": {"subjects": "SubC", "deformation_source": "ground_truth", "depth-axis": 0},
     "table": {"metric": "mean_iou", "out": "t.csv"},
     "demo": {"out": "d", "quick": "true"},
 }

@@ -2,9 +2,10 @@
 
 synth -> augment group_1_1 -> train group_1_1 (with its augmented copies) and group_2_1 ->
 predict the held-out subject with both networks -> registration baseline from a group_1_1
-scan -> evaluate -> the accuracy table. Everything lands in the tracking store (SQLite
-`mlflow.db` in the working directory unless MLFLOW_TRACKING_URI says otherwise) and under
-`--out`; `mlflow ui` shows it afterwards.
+scan -> evaluate -> measure (muscle volume, area, thickness of truth and models; the
+deformation summary from the truth, under `<out>/measures`) -> the accuracy table.
+Everything lands in the tracking store (SQLite `mlflow.db` in the working directory unless
+MLFLOW_TRACKING_URI says otherwise) and under `--out`; `mlflow ui` shows it afterwards.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from armseg.augment.run import augment_group
 from armseg.evaluate.run import evaluate_subjects
 from armseg.io.tree import find_group
+from armseg.measure.run import measure_subjects
 from armseg.predict.run import predict_subjects
 from armseg.registration.batch import register_subjects
 from armseg.registration.settings import RegistrationSettings
@@ -58,6 +60,7 @@ def demo(out: Path, size: tuple[int, int] = (256, 256), slices: int = 100, epoch
         settings = RegistrationSettings(iterations=(20,) if quick else ())
         _stage("register", lambda: register_subjects(data_root, [test_subject], atlas, settings))
         _stage("evaluate", lambda: evaluate_subjects(data_root, [test_subject]))
+        _stage("measure", lambda: measure_subjects(data_root, [test_subject], out=out / "measures"))
         table = _stage("table", lambda: write_table("mean_iou", out / "table.csv"))
     minutes = (time.monotonic() - started) / 60
     print(f"[armseg demo] done in {minutes:.1f} min: table {table['csv']} (+ .md, .html); "

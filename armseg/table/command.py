@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from armseg.measure.names import measure_metric_patterns
 from armseg.tracking.contract import EVALUATE_METRICS
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metric", default="mean_iou", metavar="NAME",
-                        help=f"cell value, one of {' '.join(EVALUATE_METRICS)} (default: %(default)s)")
+                        help=f"cell value, one of {' '.join(EVALUATE_METRICS)}, or a measure from `armseg "
+                             f"measure`: {' '.join(measure_metric_patterns())} (default: %(default)s)")
     parser.add_argument("--out", default="table.csv", metavar="PATH",
                         help="where to write; .csv, .md and .html with this stem (default: %(default)s)")
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from armseg.measure.names import AREA_RMSE, SIGNED_ERRORS, measure_of
 from armseg.table.query import MEAN_COLUMN
 from armseg.tracking.contract import EVALUATE_METRICS as METRICS
 
@@ -40,17 +41,24 @@ def to_markdown(table: pd.DataFrame, metric: str) -> str:
 
 
 def _colour_map(metric: str) -> str:
+    measure = measure_of(metric)
+    if measure is not None:  # a measure is neither good nor bad; a signed error is best at 0
+        return "RdYlGn_r" if measure == AREA_RMSE else "RdBu_r" if measure in SIGNED_ERRORS else "viridis"
     return "RdYlGn_r" if metric in LOWER_IS_BETTER else "RdYlGn"
 
 
 def colour_range(table: pd.DataFrame, metric: str) -> tuple[float, float]:
     """Fixed scales for bounded metrics, so the same colour means the same score in every table."""
+    measure = measure_of(metric)
     if "percent" in metric:
         return 0.0, 100.0
-    if metric not in LOWER_IS_BETTER:
+    if metric not in LOWER_IS_BETTER and measure is None:
         return 0.0, 1.0
     values = table.drop(columns=MEAN_COLUMN).to_numpy(dtype=float)
     finite = values[np.isfinite(values)]
+    if measure in SIGNED_ERRORS:  # symmetric about 0, so white means "no error"
+        reach = float(np.abs(finite).max()) if finite.size else 1.0
+        return -(reach or 1.0), reach or 1.0
     return (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
 
 

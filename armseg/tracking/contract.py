@@ -46,6 +46,8 @@ DEVICES_TAG = "armseg.devices"
 RESUMED_AT_TAG = "armseg.resumed_at_epoch"
 ELBOW_ANGLE_TAG = "armseg.elbow_angle"
 LOAD_TAG = "armseg.load"
+MEASURE_KIND_TAG = "armseg.measure_kind"
+DEFORMATION_SOURCE_TAG = "armseg.deformation_source"
 
 # What each tag means, on which runs it appears. README lists exactly these.
 TAGS: dict[str, str] = {
@@ -78,6 +80,8 @@ TAGS: dict[str, str] = {
     RESUMED_AT_TAG: "resumed train runs: the first epoch run again",
     ELBOW_ANGLE_TAG: "evaluate and measure runs of trials named trial<N>_<angle>_<load>: the angle",
     LOAD_TAG: "evaluate and measure runs of trials named trial<N>_<angle>_<load>: the load",
+    MEASURE_KIND_TAG: "measure runs: scan (one source and scan), agreement (the parent) or deformation",
+    DEFORMATION_SOURCE_TAG: "the measure deformation run: ground_truth or the model it measured",
 }
 
 # Train: per epoch (step = epoch, the first is 1), then once at the end.
