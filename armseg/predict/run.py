@@ -102,6 +102,8 @@ def _resolve_all(models: list[str], data_root: Path | str) -> list[ResolvedModel
     resolved: dict[str, ResolvedModel] = {}
     for spec in models:
         model = resolve_model(spec, data_root)
+        if model.spec != model.folder:  # a group name says what it chose as it resolves
+            print(f"[armseg predict] {model.spec} = {model.describe()}, predictions in {model.folder}/")
         resolved.setdefault(model.folder, model)
     return list(resolved.values())
 
