@@ -116,6 +116,13 @@ def test_every_model_and_labelled_scan_gets_a_child_run(module_tracking: str, tr
     assert {key: child.data.tags[key] for key in tags} == tags
     assert child.data.metrics == pytest.approx(expected)
     assert [a.path for a in mlflow.MlflowClient().list_artifacts(child.info.run_id)] == ["overlay.png"]
+    # The scan scored, as the run's MLflow dataset input (the UI's Dataset column).
+    (scored,) = child.inputs.dataset_inputs
+    assert (scored.dataset.name, scored.tags[0].value) == ("trial6B", "evaluation")
+    assert str(seg.parent.resolve()) in scored.dataset.source
+    other = mlflow.get_run(results[(results["model"] == "perfect") & (results["scan"] == "trial6B")].iloc[0][
+        "run_id"]).inputs.dataset_inputs[0].dataset
+    assert other.digest == scored.dataset.digest  # one scan, one digest, whichever model is scored
     parent = mlflow.get_run(child.data.tags["mlflow.parentRunId"])
     assert parent.data.tags["armseg.stage"] == "evaluate" and parent.info.status == "FINISHED"
     assert len(child_runs(parent.info.run_id)) == len(results)

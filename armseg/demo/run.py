@@ -55,7 +55,8 @@ def demo(out: Path, size: tuple[int, int] = (256, 256), slices: int = 100, epoch
             config = resolve_config({**overrides, "group": group})
             _stage(f"train {group}", lambda config=config: train(config))
         # By group name: each group's newest finished train run, so rows read as in OpenArm's table.
-        _stage("predict", lambda: predict_subjects(data_root, list(GROUPS), [test_subject]))
+        # Overwrite: a demo run again into the same folder predicts with the networks it just trained.
+        _stage("predict", lambda: predict_subjects(data_root, list(GROUPS), [test_subject], overwrite=True))
         atlas = find_group(data_root, AUGMENTED_GROUP) / ATLAS
         settings = RegistrationSettings(iterations=(20,) if quick else ())
         _stage("register", lambda: register_subjects(data_root, [test_subject], atlas, settings))

@@ -24,7 +24,15 @@ from armseg.io.images import Image
 from armseg.io.labels import DEFAULT_LABEL_MAP, LabelMap
 from armseg.io.pairs import read_labelled_scan, read_on_grid
 from armseg.predict.models import predictions_folder_name
-from armseg.tracking.contract import DATA_ROOT_TAG, MODEL_TAG, SCAN_TAG, SUBJECT_TAG, TRIAL_TAG
+from armseg.tracking.contract import (
+    DATA_ROOT_TAG,
+    EVALUATION_CONTEXT,
+    MODEL_TAG,
+    SCAN_TAG,
+    SUBJECT_TAG,
+    TRIAL_TAG,
+)
+from armseg.tracking.datasets import log_scans, scans_dataset
 from armseg.tracking.runs import stage_run
 
 
@@ -67,6 +75,14 @@ def evaluate_subjects(
     return results
 
 
+def log_scored_scan(evaluation: Evaluation) -> None:
+    """The scan scored, as the run's MLflow dataset input: named like its table column (`trial6B`),
+    digested over its volume and ground truth, its trial folder as the source."""
+    scan = evaluation.scan
+    files = [(scan.volume, "volume"), *([(scan.segmentation, "segmentation")] if scan.segmentation else [])]
+    log_scans(scans_dataset(evaluation.key, scan.folder, files), EVALUATION_CONTEXT)
+
+
 def _evaluate_one(evaluation: Evaluation, volume: Image, reference: np.ndarray, label_map: LabelMap,
                   wanted: list[str], data_root: Path | str) -> dict[str, object]:
     prediction = label_map.encode(np.asarray(read_on_grid(evaluation.prediction, volume, "its scan").array),
@@ -78,6 +94,7 @@ def _evaluate_one(evaluation: Evaluation, volume: Image, reference: np.ndarray, 
               "prediction": str(evaluation.prediction), "reference": str(evaluation.scan.segmentation)}
     with stage_run("evaluate", params=params, tags=tags, run_name=f"{evaluation.model} {evaluation.key}",
                    announce=False) as run:
+        log_scored_scan(evaluation)
         mlflow.log_metrics(metrics)
         figure = overlay_figure(np.asarray(volume.array), reference, prediction, label_map.classes,
                                 title=f"{evaluation.model} on {evaluation.key}")

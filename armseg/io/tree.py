@@ -84,6 +84,12 @@ def scan_key(trial: str, subject: str) -> str:
     return f"{trial_id(trial)}{subject_letter(subject)}"
 
 
+def data_root_key(root: Path | str) -> str:
+    """A data root as runs are tagged with it (`armseg.data_root`) and compared: absolute and
+    resolved, so `data`, `./data` and `/home/me/data` are one root."""
+    return str(Path(root).expanduser().resolve())
+
+
 def list_groups(root: Path | str) -> dict[str, list[Path]]:
     """Every training group under `<root>/training_groups`, by folder name.
 

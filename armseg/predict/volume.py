@@ -3,6 +3,7 @@
 OpenArm called the network once per slice, padded to 512 or 1024; here a volume's slices go
 through in batches padded only to the network's multiple (2**depth) and are cropped back
 exactly, so any in-plane size is predicted voxel for voxel where the source has voxels.
+The batching loop itself lives with the logged model (armseg.model.pyfunc).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm.auto import tqdm
 
-from armseg.io.geometry import crop_to_shape, from_slices, pad_to_multiple, to_slices
+from armseg.io.geometry import to_slices
 from armseg.io.images import read_image, write_like
 
 if TYPE_CHECKING:  # importing Keras starts TensorFlow: only when a model exists to run
@@ -33,18 +34,15 @@ def predict_classes(
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_batch: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """Class index per voxel (uint8, same shape as `volume`), slices taken along `info.slice_axis`."""
-    slices = to_slices(volume, info.slice_axis)
-    count, height, width = slices.shape
-    classes = np.empty((count, height, width), dtype=np.uint8)
-    for start in range(0, count, batch_size):
-        batch = slices[start:start + batch_size].astype(np.float32)[..., np.newaxis]
-        probabilities = np.asarray(model.predict_on_batch(pad_to_multiple(batch, info.pad_multiple)))
-        # argmax per batch: the float probabilities of a whole volume are never held at once.
-        classes[start:start + len(batch)] = crop_to_shape(probabilities.argmax(axis=-1), height, width)
-        if on_batch is not None:
-            on_batch(len(batch))
-    return np.ascontiguousarray(from_slices(classes, info.slice_axis))
+    """Class index per voxel (uint8, same shape as `volume`), slices taken along `info.slice_axis`.
+
+    The loop is the logged model's own (armseg.model.pyfunc), so `armseg predict` and a served
+    model segment a scan identically.
+    """
+    from armseg.model.pyfunc import classify_volume
+
+    to_slices(volume, info.slice_axis)  # the shape and axis checks, as armseg errors
+    return classify_volume(model, volume, info.pad_multiple, info.slice_axis, batch_size, on_batch)
 
 
 def predict_file(

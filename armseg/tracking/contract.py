@@ -56,7 +56,8 @@ TAGS: dict[str, str] = {
     VERSION_TAG: "every run: armseg's version",
     COMMIT_TAG: "every run started from a git checkout: the commit",
     GROUP_TAG: "train and tune runs, augment runs and model versions: the training group",
-    DATA_ROOT_TAG: "train, predict, evaluate and measure runs: the data root they read",
+    DATA_ROOT_TAG: "train, predict, evaluate and measure runs and model versions: the data root they read "
+                   "(absolute)",
     MODEL_TAG: "evaluate, measure and per-scan register runs: the predictions folder (model) name",
     SUBJECT_TAG: "evaluate, measure and per-scan register runs: the subject (SubB)",
     TRIAL_TAG: "evaluate, measure and per-scan register runs: the trial (trial6)",
@@ -66,7 +67,7 @@ TAGS: dict[str, str] = {
     MODEL_URI_TAG: "evaluate runs: the model URI that wrote the predictions",
     MODELS_TAG: "predict runs: the predictions folders written",
     ATLAS_TAG: "register runs: the atlas scan's folder",
-    STUDY_TAG: "tune runs and their trials: the Optuna study",
+    STUDY_TAG: "tune runs, their trials and the version tune registers: the Optuna study",
     TRIAL_NUMBER_TAG: "tune trial runs: Optuna's trial number",
     PRUNED_TAG: "tune trial runs stopped by the pruner",
     BEST_TRIAL_TAG: "tune parent runs: the best trial's number",
@@ -91,6 +92,9 @@ MONITOR = "val_mean_iou"
 BEST_METRIC = "best_val_mean_iou"
 BEST_EPOCH_METRIC = "best_epoch"
 TEST_METRIC = "test_mean_iou"
+# MLflow dataset inputs (mlflow.log_input): train logs its splits, evaluate the scan it scored.
+DATASET_CONTEXTS = {"train": "training", "val": "validation", "test": "test"}
+EVALUATION_CONTEXT = "evaluation"
 TRAIN_METRICS = (*EPOCH_METRICS, BEST_METRIC, BEST_EPOCH_METRIC, TEST_METRIC)
 
 # Evaluate: per (model, scan) run. Structures are the default label map's foreground classes.

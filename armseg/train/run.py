@@ -10,7 +10,7 @@ KILLED (stopped on purpose), any other exception FAILED, and the exception propa
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,14 +19,16 @@ import mlflow
 import numpy as np
 
 from armseg.errors import ArmsegError
+from armseg.io.tree import data_root_key
 from armseg.model.losses import make_loss
 from armseg.model.precision import dtype_policy, resolve_precision
-from armseg.model.registry import InferenceInfo, log_unet
+from armseg.model.registry import InferenceInfo, log_unet, register_run_model
 from armseg.model.unet import build_unet, pad_multiple
 from armseg.tracking.contract import (
     BEST_EPOCH_METRIC,
     BEST_METRIC,
     DATA_ROOT_TAG,
+    DATASET_CONTEXTS,
     ERROR_TAG,
     GROUP_TAG,
     MODEL_ARTIFACT,
@@ -35,11 +37,14 @@ from armseg.tracking.contract import (
     RESUMED_AT_TAG,
     STAGE_TAG,
 )
+from armseg.tracking.datasets import log_scans, scans_dataset
 from armseg.tracking.runs import stage_run
 from armseg.train.augmentation import augment_batch
 from armseg.train.callbacks import (
     BEST_WEIGHTS,
+    CHECKPOINT_ARTIFACT,
     CHECKPOINT_DIR,
+    CHECKPOINT_FILE,
     LAST_MODEL,
     STATE_FILE,
     CheckpointArtifacts,
@@ -48,11 +53,14 @@ from armseg.train.callbacks import (
     ResumableEarlyStopping,
     TrainingState,
     best_checkpoint,
+    log_checkpoint,
+    unpack_checkpoint,
 )
 from armseg.train.config import PARSERS, TrainConfig, typed
 from armseg.train.distribute import training_strategy
 from armseg.train.figures import learning_curve_figure, overlay_figure, transforms_figure
 from armseg.train.slices import GroupData, SliceSet, load_group
+from armseg.train.split import SPLITS
 from armseg.train.stream import make_dataset
 
 STAGE = "train"
@@ -71,9 +79,14 @@ class TrainResult:
 
 
 def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = (),
-          register: bool = True) -> TrainResult:
-    """Train on `config.group`, log everything to a new MLflow run and register the model."""
-    return _train(config, extra_callbacks, register, resume_run=None)
+          register: bool = True, tags: Mapping[str, str] | None = None,
+          run_name: str | None = None) -> TrainResult:
+    """Train on `config.group`, log everything to a new MLflow run and register the model.
+
+    `tags` and `run_name` let a caller say what the run is part of (tune: the study and the
+    trial); `register=False` logs the model in the run without adding a registry version.
+    """
+    return _train(config, extra_callbacks, register, resume_run=None, tags=tags, run_name=run_name)
 
 
 def resume(run_id: str, extra_callbacks: Sequence[keras.callbacks.Callback] = (),
@@ -102,16 +115,17 @@ def config_of_run(run_id: str) -> tuple[TrainConfig, str | None]:
 
 
 def _train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback], register: bool,
-           resume_run: str | None, policy: str | None = None) -> TrainResult:
+           resume_run: str | None, policy: str | None = None, tags: Mapping[str, str] | None = None,
+           run_name: str | None = None) -> TrainResult:
     import optuna
 
     # A resumed run keeps the precision it started with, even on other hardware.
     policy = policy or resolve_precision(config.precision)
     keras.utils.set_random_seed(config.seed)
     params = {**config.params(), "precision_used": policy}
-    tags = {GROUP_TAG: config.group, DATA_ROOT_TAG: str(config.data_root)}
+    tags = {GROUP_TAG: config.group, DATA_ROOT_TAG: data_root_key(config.data_root), **(tags or {})}
     with stage_run(STAGE, params=params, tags=tags, run_id=resume_run,
-                   run_name=None if resume_run else f"train-{config.group}",
+                   run_name=None if resume_run else (run_name or f"train-{config.group}"),
                    killed_on=(optuna.TrialPruned,)) as run, \
             tempfile.TemporaryDirectory(prefix="armseg-train-") as scratch:
         folder = Path(scratch)
@@ -120,6 +134,7 @@ def _train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callba
         print(f"[armseg train] group {config.group} at {data.folder}: {data.split.summary()} "
               f"({data.split.mode}); precision {policy}")
         mlflow.log_text(data.split_json(), "split.json")
+        datasets = _log_datasets(data, config)
         if config.transforms is not None and state.epoch < 0:
             _log_transform_examples(data.sets["train"], config)
         strategy = training_strategy()
@@ -135,22 +150,42 @@ def _train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callba
                       initial_epoch=state.epoch + 1, callbacks=callbacks, verbose=2)
         if (folder / BEST_WEIGHTS).exists():
             model.load_weights(folder / BEST_WEIGHTS)
-        best, best_epoch = _log_best(run.info.run_id)
+        best, best_epoch = _best(run.info.run_id)
         test = _test(model, data, config.batch_size)
         _log_learning_curve(run.info.run_id, config, best_epoch)
         _log_overlays(model, data.sets["val"], config)
-        version = log_unet(_inference_copy(model, config, policy),
-                           InferenceInfo(pad_multiple=data.pad_multiple, label_map=config.labels,
-                                         slice_axis=config.slice_axis, group=config.group),
-                           register=register)
+        logged = log_unet(_inference_copy(model, config, policy),
+                          InferenceInfo(pad_multiple=data.pad_multiple, label_map=config.labels,
+                                        slice_axis=config.slice_axis, group=config.group))
+        _log_best(best, best_epoch, test, logged.model_id, datasets)
+        # One copy of the network in the run (the logged model, best weights) plus the resume
+        # checkpoint, from now on the last epoch's model and the state only.
+        log_checkpoint(folder, (LAST_MODEL, STATE_FILE))
+        version = register_run_model(run.info.run_id, made_by=STAGE) if register else None
         model_uri = (f"models:/{version.name}/{version.version}" if version is not None
                      else f"runs:/{run.info.run_id}/{MODEL_ARTIFACT}")
+        test_score = test.get("mean_iou") if test else None
         print(f"[armseg train] best val_mean_iou {best:.4f} (epoch {best_epoch})"
-              + (f", test_mean_iou {test:.4f}" if test is not None else "")
+              + (f", test_mean_iou {test_score:.4f}" if test_score is not None else "")
               + f"; model {model_uri} (run {run.info.run_id})")
         return TrainResult(run_id=run.info.run_id, model_uri=model_uri,
                            model_version=str(version.version) if version is not None else None,
-                           best_val_mean_iou=best, test_mean_iou=test)
+                           best_val_mean_iou=best, test_mean_iou=test_score)
+
+
+def _log_datasets(data: GroupData, config: TrainConfig) -> dict[str, object]:
+    """The scans each split read, as MLflow dataset inputs named after the group (context training,
+    validation, test); the digest covers the files and the slices taken from each."""
+    datasets = {}
+    for split in SPLITS:
+        parts = data.split.parts[split]
+        if not parts:
+            continue
+        files = [(path, f"{split} axis {config.slice_axis} slices {part.indices.tolist()}")
+                 for part in parts for path in (part.scan.volume, part.scan.segmentation) if path]
+        datasets[split] = scans_dataset(config.group, data.folder, files)
+        log_scans(datasets[split], DATASET_CONTEXTS[split])
+    return datasets
 
 
 def _restore(run_id: str, folder: Path) -> TrainingState:
@@ -159,15 +194,13 @@ def _restore(run_id: str, folder: Path) -> TrainingState:
     names = {Path(f.path).name for f in client.list_artifacts(run_id, CHECKPOINT_DIR)}
     if ERROR_TAG in client.get_run(run_id).data.tags:
         client.delete_tag(run_id, ERROR_TAG)  # the run is alive again; a new failure sets it anew
-    if STATE_FILE not in names or LAST_MODEL not in names:
+    packed = set()
+    if CHECKPOINT_FILE in names:
+        fetched = client.download_artifacts(run_id, CHECKPOINT_ARTIFACT, str(folder / "fetched"))
+        packed = set(unpack_checkpoint(Path(fetched), folder))
+    if STATE_FILE not in packed or LAST_MODEL not in packed:
         print(f"[armseg train] run {run_id} has no checkpoint yet; starting it from epoch 1")
         return TrainingState()
-    for name in (STATE_FILE, LAST_MODEL, BEST_WEIGHTS):
-        if name in names:
-            client.download_artifacts(run_id, f"{CHECKPOINT_DIR}/{name}", str(folder))
-    for name in (STATE_FILE, LAST_MODEL, BEST_WEIGHTS):
-        if (folder / CHECKPOINT_DIR / name).exists():
-            (folder / CHECKPOINT_DIR / name).replace(folder / name)
     state = TrainingState.from_file(folder / STATE_FILE)
     mlflow.set_tag(RESUMED_AT_TAG, str(state.epoch + 2))
     print(f"[armseg train] resuming run {run_id} after epoch {state.epoch + 1} "
@@ -220,25 +253,34 @@ def _callbacks(config: TrainConfig, folder: Path, state: TrainingState,
     return callbacks + list(extra)
 
 
-def _test(model: keras.Model, data: GroupData, batch_size: int) -> float | None:
-    """Score the best weights on the test split: test_mean_iou, test_iou_<structure>, test_loss."""
+def _test(model: keras.Model, data: GroupData, batch_size: int) -> dict[str, float] | None:
+    """Score the best weights on the test split (mean_iou, iou_<structure>, loss), or None."""
     if len(data.sets["test"]) == 0:
         print("[armseg train] no test split (test_percent 0): test metrics not logged")
         return None
     scores = model.evaluate(make_dataset(data.sets["test"], batch_size, False), return_dict=True, verbose=0)
-    mlflow.log_metrics({f"test_{name}": float(value) for name, value in scores.items()})
-    return float(scores["mean_iou"])
+    return {name: float(value) for name, value in scores.items()}
 
 
-def _log_best(run_id: str) -> tuple[float, int]:
-    """`best_val_mean_iou` and `best_epoch`: the epoch whose weights were kept, from the run's history
+def _best(run_id: str) -> tuple[float, int]:
+    """The best val_mean_iou and its epoch: the weights that were kept, from the run's history
     (so a resumed run counts the epochs before its interruption too)."""
     history = mlflow.MlflowClient().get_metric_history(run_id, MONITOR)
     if not history:
         return float("nan"), 0
     best = max(history, key=lambda m: (m.value, -m.step))  # the first epoch that reached the best
-    mlflow.log_metrics({BEST_METRIC: best.value, BEST_EPOCH_METRIC: float(best.step)})
     return float(best.value), int(best.step)
+
+
+def _log_best(best: float, best_epoch: int, test: dict[str, float] | None, model_id: str,
+              datasets: Mapping[str, object]) -> None:
+    """`best_val_mean_iou`, `best_epoch` and the `test_*` scores, each linked to the logged model
+    and to the split it was measured on (the model's page lists them with their datasets)."""
+    mlflow.log_metrics({BEST_METRIC: best, BEST_EPOCH_METRIC: float(best_epoch)}, model_id=model_id,
+                       dataset=datasets.get("val"))
+    if test:
+        mlflow.log_metrics({f"test_{name}": value for name, value in test.items()}, model_id=model_id,
+                           dataset=datasets.get("test"))
 
 
 def _history(run_id: str, names: Sequence[str]) -> dict[str, list[tuple[int, float]]]:
