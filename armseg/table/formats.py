@@ -10,11 +10,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from armseg.table.query import MEAN_COLUMN
-from armseg.tracking.contract import EVALUATE_METRICS as METRICS
+from armseg.tracking.contract import lower_is_better, metric_scale
 
 FORMATS = ("csv", "md", "html")
-# Distances are better small, overlaps better large: the colours must say "good" the same way.
-LOWER_IS_BETTER = tuple(m for m in METRICS if m.startswith("hd95"))
 _TABLE_STYLE = [{"selector": "", "props": "font-family: sans-serif; border-collapse: collapse;"},
                 {"selector": "td, th", "props": "padding: 4px 10px; text-align: right;"}]
 
@@ -40,15 +38,16 @@ def to_markdown(table: pd.DataFrame, metric: str) -> str:
 
 
 def _colour_map(metric: str) -> str:
-    return "RdYlGn_r" if metric in LOWER_IS_BETTER else "RdYlGn"
+    # Distances are better small, overlaps better large: the colours must say "good" the same way.
+    return "RdYlGn_r" if lower_is_better(metric) else "RdYlGn"
 
 
 def colour_range(table: pd.DataFrame, metric: str) -> tuple[float, float]:
-    """Fixed scales for bounded metrics, so the same colour means the same score in every table."""
-    if "percent" in metric:
-        return 0.0, 100.0
-    if metric not in LOWER_IS_BETTER:
-        return 0.0, 1.0
+    """Fixed scales for bounded metrics, so the same colour means the same score in every table
+    (OpenArm's `*_percent` are fractions, armseg's `percent_*` percent)."""
+    scale = metric_scale(metric)
+    if scale is not None:
+        return scale
     values = table.drop(columns=MEAN_COLUMN).to_numpy(dtype=float)
     finite = values[np.isfinite(values)]
     return (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)

@@ -16,15 +16,24 @@ from mlflow.entities import Run
 
 from armseg.errors import ArmsegError
 from armseg.io.tree import natural_key
-from armseg.tracking.contract import EVALUATE_METRICS as METRICS
-from armseg.tracking.contract import MODEL_TAG, SCAN_TAG, STAGE_TAG, SUBJECT_TAG, TRIAL_TAG
+from armseg.tracking.contract import (
+    EVALUATE_METRIC_PATTERNS,
+    MODEL_TAG,
+    OPENARM_METRICS,
+    SCAN_TAG,
+    STAGE_TAG,
+    SUBJECT_TAG,
+    TRIAL_TAG,
+    is_evaluate_metric,
+)
 
 MEAN_COLUMN = "mean"
 
 
 def check_metric(metric: str) -> str:
-    if metric not in METRICS:
-        raise ArmsegError(f"--metric {metric}: unknown metric (valid: {', '.join(METRICS)})")
+    if not is_evaluate_metric(metric):
+        raise ArmsegError(f"--metric {metric}: unknown metric (valid: {', '.join(OPENARM_METRICS)}, "
+                          f"class_agreement_percent, {', '.join(EVALUATE_METRIC_PATTERNS)})")
     return metric
 
 
