@@ -111,7 +111,7 @@ def test_defaults_typing_and_required_group() -> None:
     config = resolve_config({"group": "g", "include_augmented": "false", "total_keep": "None",
                              "batch_size": "4", "label_map": '{"background": [0], "bone": [7]}'})
     assert config.include_augmented is False and config.total_keep is None and config.batch_size == 4
-    assert config.labels.classes == ("background", "bone")
+    assert config.label_mapping.classes == ("background", "bone")
     assert resolve_config({"group": "g"}) == TrainConfig(group="g")
     with pytest.raises(ArmsegError, match="--group is required"):
         resolve_config({"group": ""})
