@@ -147,11 +147,15 @@ def plan_subject(folder: Path, slice_axis: int) -> ImportPlan:
     if not (folder / VOLUMES).is_dir():
         plan.refused.append(Refusal(folder, f"no {VOLUMES}/ folder"))
         return plan
-    volumes = _by_trial(_files(folder / VOLUMES, "vol", plan), plan, "volumes")
+    volume_files = _files(folder / VOLUMES, "vol", plan)
+    volumes = _by_trial(volume_files, plan, "volumes")
     segmentations = _by_trial(_files(folder / GROUND_SEGS, "seg", plan), plan, "ground truths")
     for number, named in segmentations.items():
         if number not in volumes:
-            plan.refused.append(Refusal(named.path, f"no volume of trial {number} in {folder / VOLUMES}"))
+            held = sum(1 for v in volume_files if v.number == number)
+            why = (f"its trial {number} has {held} volumes, none placed" if held
+                   else f"no volume of trial {number} in {folder / VOLUMES}")
+            plan.refused.append(Refusal(named.path, why))
     for number, named in sorted(volumes.items()):
         try:
             shape = image_shape(named.path)
