@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import mlflow
+import nibabel as nib
 import numpy as np
 import pytest
 
 from armseg.cli import main
 from armseg.errors import ArmsegError
-from armseg.io.labels import OPENARM_ALL_LABEL_MAP
+from armseg.evaluate.run import evaluate_subjects
+from armseg.io.labels import OPENARM_ALL_LABEL_MAP, OPENARM_RAW_VALUES
 from armseg.model.registry import REGISTERED_MODEL, load_unet
+from armseg.predict.run import predict_subjects
 from armseg.select_epoch.run import logged_epochs, select_epoch
 from armseg.train.config import TrainConfig
 from armseg.train.run import inference_model, train
@@ -46,6 +51,20 @@ def test_every_nth_epoch_is_logged_and_a_chosen_one_becomes_a_version(tracking: 
     batch = np.random.default_rng(0).uniform(0, 255, (2, 48, 64, 1)).astype(np.float32)
     np.testing.assert_allclose(model.predict(batch, verbose=0), expected.predict(batch, verbose=0), atol=1e-6)
     assert model.output_shape[-1] == 9
+
+    # The nine-class version end to end: predict writes raw tissue values under OpenArm's file names,
+    # and evaluate scores every structure of the model's map (read from the model its sidecar names).
+    root = tmp_path / "data"
+    shutil.copytree(tiny_tree / "SubC", root / "SubC")
+    written = predict_subjects(root, [selected.model_uri], ["SubC"])
+    assert sorted(p.name for p in written)[0] == "trial10_30_p5_pred_seg.nii"
+    values = set().union(*(np.unique(nib.load(str(p)).dataobj).tolist() for p in written))
+    assert values <= set(OPENARM_RAW_VALUES)
+    (written[0].parent / "armseg_model.json").write_text(json.dumps({"model_uri": selected.model_uri}))
+    results = evaluate_subjects(root, ["SubC"])
+    sources = [mlflow.get_run(run_id).data.params["label_map_from"] for run_id in results["run_id"]]
+    assert sources == ["model"] * 6
+    assert {f"iou_{name}" for name in OPENARM_ALL_LABEL_MAP.foreground} <= set(results.columns)
 
     with pytest.raises(ArmsegError, match=r"--epoch 7: run .* logged no weights .*epochs logged: 1, 2, 3"):
         select_epoch(result.run_id, 7)
