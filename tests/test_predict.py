@@ -206,8 +206,8 @@ def test_predict_writes_every_scan_with_every_model(store: dict[str, str], subje
     run_id = store["older"]
     paths = predict_subjects(subjects_tree, ["group_1_1", f"runs:/{run_id}/model"], ["SubA"], batch_size=3)
     expected = [subjects_tree / "SubA/predictions" / where for where in (
-        "over_512/group_1_1/trial3_pred_seg.nii", "group_1_1/trial1_pred_seg.nii",
-        f"over_512/run-{run_id[:8]}/trial3_pred_seg.nii", f"run-{run_id[:8]}/trial1_pred_seg.nii")]
+        "over_512/group_1_1/trial3_60_p1_pred_seg.nii", "group_1_1/trial1_0_fs_pred_seg.nii",
+        f"over_512/run-{run_id[:8]}/trial3_60_p1_pred_seg.nii", f"run-{run_id[:8]}/trial1_0_fs_pred_seg.nii")]
     assert sorted(paths) == sorted(expected)
     source_affine = nib.load(str(next((subjects_tree / "SubA").rglob("trial1_0_fs_volume.nii")))).affine
     for path in paths:
@@ -244,7 +244,7 @@ def test_predict_writes_every_scan_with_every_model(store: dict[str, str], subje
     stamps = {p: p.stat().st_mtime_ns for p in paths}
     again = predict_subjects(subjects_tree, ["group_1_1"])
     assert {p: p.stat().st_mtime_ns for p in paths} == stamps
-    assert subjects_tree / "SubB/predictions/group_1_1/trial6_pred_seg.nii" in again
+    assert subjects_tree / "SubB/predictions/group_1_1/trial6_30_fs_pred_seg.nii" in again
     predict_subjects(subjects_tree, ["group_1_1"], ["SubA"], overwrite=True)
     assert all(expected[i].stat().st_mtime_ns != stamps[expected[i]] for i in (0, 1))
 
@@ -267,15 +267,17 @@ def test_cli_mistakes_fail_the_run_in_one_line(store: dict[str, str], subjects_t
     assert not (subjects_tree / "SubA" / "predictions").exists()
 
 
-def test_two_sources_with_one_trial_number_are_refused(store: dict[str, str], tmp_path: Path) -> None:
+def test_two_sources_with_one_trial_number_get_their_own_files(store: dict[str, str],
+                                                               tmp_path: Path) -> None:
+    """OpenArm's `<trial folder>_pred_seg.nii` names cannot collide: both scans are predicted."""
     from armseg.predict.run import predict_subjects
 
     root = tmp_path / "data"
     make_scan(root / "SubA" / "prediction_sources" / "trial6_30_fs", (16, 16, 2))
     make_scan(root / "SubA" / "prediction_sources" / "trial6_30_gc", (16, 16, 2))
-    with pytest.raises(ArmsegError, match=r"trial6_30_fs and .*trial6_30_gc: both are trial6"):
-        predict_subjects(root, [store["older"]])
-    assert not (root / "SubA" / "predictions").exists()
+    written = predict_subjects(root, [store["older"]])
+    assert sorted(p.name for p in written) == ["trial6_30_fs_pred_seg.nii", "trial6_30_gc_pred_seg.nii"]
+    assert all(p.is_file() for p in written)
 
 
 def test_a_prediction_of_another_model_is_never_kept_silently(store: dict[str, str], root: Path,
@@ -291,16 +293,16 @@ def test_a_prediction_of_another_model_is_never_kept_silently(store: dict[str, s
 
     # group_2_1 now means a newer run: the files there are another model's.
     second = train_run("group_2_1", root, model)
-    stamp = (out / "trial6_pred_seg.nii").stat().st_mtime_ns
+    stamp = (out / "trial6_30_fs_pred_seg.nii").stat().st_mtime_ns
     with pytest.raises(ArmsegError, match=rf"written by run {first} \(armseg-unet version \d+\).*group_2_1 "
                                           rf"now means run {second} \(armseg-unet version \d+\); give "
                                           "--overwrite"):
         predict_subjects(subjects_tree, ["group_2_1"], ["SubB"])
-    assert (out / "trial6_pred_seg.nii").stat().st_mtime_ns == stamp
+    assert (out / "trial6_30_fs_pred_seg.nii").stat().st_mtime_ns == stamp
     assert predict_runs()[0].info.status == "FAILED"
     predict_subjects(subjects_tree, ["group_2_1"], ["SubB"], overwrite=True)
     assert json.loads((out / "armseg_model.json").read_text())["run_id"] == second
-    assert (out / "trial6_pred_seg.nii").stat().st_mtime_ns != stamp
+    assert (out / "trial6_30_fs_pred_seg.nii").stat().st_mtime_ns != stamp
 
     # A folder with predictions and no record (OpenArm's own, an older armseg): an unknown model.
     (out / "armseg_model.json").unlink()

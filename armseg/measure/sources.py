@@ -15,7 +15,7 @@ from pathlib import Path
 from armseg.errors import ArmsegError
 from armseg.evaluate.pairs import model_folders
 from armseg.io.labels import DEFAULT_LABEL_MAP, HUMERUS_RAW, KNOWN_MISLABELS, OPENARM_RAW_VALUES, LabelMap
-from armseg.io.tree import Scan, list_subjects, natural_key, prediction_path, prediction_sources, scan_key
+from armseg.io.tree import Scan, find_prediction, list_subjects, natural_key, prediction_sources, scan_key
 from armseg.measure.conditions import Condition, trial_condition
 from armseg.measure.names import GROUND_TRUTH
 
@@ -114,10 +114,6 @@ def find_models(data_root: Path | str, subjects: Sequence[str],
 
 
 def prediction_of(data_root: Path | str, model: str, labelled: LabelledScan) -> Path | None:
-    """The model's prediction of the scan (`trial6_pred_seg.nii`, or OpenArm's full
-    `trial6_30_fs_pred_seg.nii`), or None when it has not predicted it."""
-    path = prediction_path(data_root, labelled.subject, model, labelled.scan)
-    for candidate in (path, path.with_name(f"{labelled.scan.trial}_pred_seg.nii")):
-        if candidate.is_file():
-            return candidate
-    return None
+    """The model's prediction of the scan (OpenArm's `trial6_30_fs_pred_seg.nii`, or the short
+    `trial6_pred_seg.nii` of earlier armseg versions), or None when it has not predicted it."""
+    return find_prediction(data_root, labelled.subject, model, labelled.scan)

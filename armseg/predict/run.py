@@ -63,7 +63,6 @@ def predict_subjects(
         mlflow.set_tag(MODELS_TAG, " ".join(model.folder for model in resolved))
         jobs = [Job(model, subject, scan, prediction_path(data_root, subject, model.folder, scan))
                 for model in resolved for subject, subject_scans in scans.items() for scan in subject_scans]
-        _refuse_collisions(jobs)
         writers = _check_writers(jobs, overwrite)
         records = _run_jobs(jobs, overwrite, batch_size, writers)
         _log_records(records)
@@ -84,17 +83,6 @@ def _scans_by_subject(data_root: Path | str, subjects: list[str] | None) -> dict
     if not scans:
         raise ArmsegError(f"{data_root}: no Sub<X>/prediction_sources/<trial folder> to predict")
     return scans
-
-
-def _refuse_collisions(jobs: list[Job]) -> None:
-    """Predictions are named by trial number alone (OpenArm's `trial6_pred_seg.nii`): two source
-    folders of one subject with the same number would overwrite each other's prediction."""
-    seen: dict[Path, Job] = {}
-    for job in jobs:
-        other = seen.setdefault(job.out, job)
-        if other is not job:
-            raise ArmsegError(f"{other.scan.folder} and {job.scan.folder}: both are {job.scan.trial_id} "
-                              f"and would be predicted into {job.out}; give each trial its own number")
 
 
 def _resolve_all(models: list[str], data_root: Path | str) -> list[ResolvedModel]:

@@ -1,6 +1,6 @@
 """The registration baseline as one more model: every scan of some subjects from one atlas scan.
 
-Predictions go to `Sub<X>/predictions/registration-<atlas trial>/<trialN>_pred_seg.nii`, the
+Predictions go to `Sub<X>/predictions/registration-<atlas trial>/<trial folder>_pred_seg.nii`, the
 folder layout of a model, so `evaluate` and `table` give the baseline its own row. One parent
 `register` run covers the request; each registered scan is a nested `register` run. Each
 folder it writes into records that parent run in `armseg_model.json` (no model URI).

@@ -18,23 +18,32 @@ from armseg.errors import ArmsegError
 from armseg.io.tree import natural_key
 from armseg.measure.names import STAGE as MEASURE_STAGE
 from armseg.measure.names import is_measure_metric, measure_metric_patterns
-from armseg.tracking.contract import EVALUATE_METRICS as METRICS
-from armseg.tracking.contract import MODEL_TAG, SCAN_TAG, STAGE_TAG, SUBJECT_TAG, TRIAL_TAG
+from armseg.tracking.contract import (
+    EVALUATE_METRIC_PATTERNS,
+    MODEL_TAG,
+    OPENARM_METRICS,
+    SCAN_TAG,
+    STAGE_TAG,
+    SUBJECT_TAG,
+    TRIAL_TAG,
+    is_evaluate_metric,
+)
 
 MEAN_COLUMN = "mean"
 
 
 def check_metric(metric: str) -> str:
-    if metric not in METRICS and not is_measure_metric(metric):
-        raise ArmsegError(f"--metric {metric}: unknown metric (valid: {', '.join(METRICS)}; "
-                          f"from `armseg measure`: {', '.join(measure_metric_patterns())})")
+    if not is_evaluate_metric(metric) and not is_measure_metric(metric):
+        raise ArmsegError(f"--metric {metric}: unknown metric (valid: {', '.join(OPENARM_METRICS)}, "
+                          f"class_agreement_percent, {', '.join(EVALUATE_METRIC_PATTERNS)}; from `armseg "
+                          f"measure`: {', '.join(measure_metric_patterns())})")
     return metric
 
 
 def metric_stage(metric: str) -> str:
     """Accuracy metrics live in evaluate runs, measures (`volume_error_biceps`) in measure runs;
     both kinds of per-(model, scan) run carry the same tags, so the pivot is the same."""
-    return "evaluate" if metric in METRICS else MEASURE_STAGE
+    return "evaluate" if is_evaluate_metric(metric) else MEASURE_STAGE
 
 
 def evaluate_runs(experiment_ids: list[str] | None = None, stage: str = "evaluate") -> list[Run]:

@@ -29,6 +29,12 @@ CHECKPOINT_ARTIFACT = f"{CHECKPOINT_DIR}/{CHECKPOINT_FILE}"
 LAST_MODEL = "last.keras"
 BEST_WEIGHTS = "best.weights.h5"
 STATE_FILE = "state.json"
+EPOCH_WEIGHTS = "model.weights.h5"  # in checkpoints/epoch_<i>/, every ckpt_n_epochs epochs
+
+
+def epoch_folder(epoch: int) -> str:
+    """`checkpoints/epoch_<i>`: the artifact folder of epoch i's weights (epochs counted from 1)."""
+    return f"{CHECKPOINT_DIR}/epoch_{epoch}"
 
 
 @dataclass
@@ -104,6 +110,24 @@ def best_checkpoint(folder: Path, state: TrainingState) -> keras.callbacks.Model
     return keras.callbacks.ModelCheckpoint(
         str(folder / BEST_WEIGHTS), monitor=MONITOR, mode="max", save_best_only=True,
         save_weights_only=True, initial_value_threshold=state.best)
+
+
+class EpochWeights(keras.callbacks.Callback):
+    """OpenArm's `ckpt_n_epochs`: every n epochs, the weights as `checkpoints/epoch_<i>/model.weights.h5`,
+    so a chosen epoch can become a model later (`armseg select-epoch`), not only the best one."""
+
+    def __init__(self, folder: Path, every: int):
+        super().__init__()
+        self.folder = folder
+        self.every = every
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        path = self.folder / EPOCH_WEIGHTS
+        self.model.save_weights(path)
+        mlflow.log_artifact(str(path), epoch_folder(epoch + 1))
+        path.unlink()
 
 
 class CheckpointArtifacts(keras.callbacks.Callback):

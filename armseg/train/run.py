@@ -35,6 +35,7 @@ from armseg.tracking.contract import (
     MONITOR,
     REPLICAS_TAG,
     RESUMED_AT_TAG,
+    SKIPPED_EMPTY_METRIC,
     STAGE_TAG,
 )
 from armseg.tracking.datasets import log_scans, scans_dataset
@@ -50,6 +51,7 @@ from armseg.train.callbacks import (
     CheckpointArtifacts,
     EpochMetrics,
     EpochTimer,
+    EpochWeights,
     ResumableEarlyStopping,
     TrainingState,
     best_checkpoint,
@@ -108,7 +110,11 @@ def config_of_run(run_id: str) -> tuple[TrainConfig, str | None]:
                           f"({STAGE_TAG}={run.data.tags.get(STAGE_TAG)!r})")
     if run.info.status == "FINISHED":
         raise ArmsegError(f"--resume: run {run_id} already finished; there is nothing to continue")
-    params = run.data.params
+    return logged_config(run.data.params)
+
+
+def logged_config(params: dict[str, str]) -> tuple[TrainConfig, str | None]:
+    """The TrainConfig of a train run's logged parameters, and the precision it resolved to."""
     values = {name: typed(name, params[name]) if params.get(name) not in (None, "None") else None
               for name in PARSERS if name in params}
     return TrainConfig(**{k: v for k, v in values.items() if v is not None}), params.get("precision_used")
@@ -135,6 +141,7 @@ def _train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callba
               f"({data.split.mode}); precision {policy}")
         mlflow.log_text(data.split_json(), "split.json")
         datasets = _log_datasets(data, config)
+        mlflow.log_metric(SKIPPED_EMPTY_METRIC, float(data.split.skipped_empty))
         if config.transforms is not None and state.epoch < 0:
             _log_transform_examples(data.sets["train"], config)
         strategy = training_strategy()
@@ -154,9 +161,7 @@ def _train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callba
         test = _test(model, data, config.batch_size)
         _log_learning_curve(run.info.run_id, config, best_epoch)
         _log_overlays(model, data.sets["val"], config)
-        logged = log_unet(_inference_copy(model, config, policy),
-                          InferenceInfo(pad_multiple=data.pad_multiple, label_map=config.labels,
-                                        slice_axis=config.slice_axis, group=config.group))
+        logged = log_unet(_inference_copy(model, config, policy), inference_info(config))
         _log_best(best, best_epoch, test, logged.model_id, datasets)
         # One copy of the network in the run (the logged model, best weights) plus the resume
         # checkpoint, from now on the last epoch's model and the state only.
@@ -214,7 +219,7 @@ def _model(config: TrainConfig, policy: str, data: GroupData, resume_folder: Pat
         return keras.saving.load_model(resume_folder / LAST_MODEL)
     with dtype_policy(policy):
         model = _build(config)
-    labels = config.labels
+    labels = config.label_mapping
     foreground = list(range(1, labels.num_classes))
     metrics = [keras.metrics.IoU(labels.num_classes, [index], sparse_y_pred=False, name=f"iou_{name}")
                for index, name in zip(foreground, labels.foreground, strict=True)]
@@ -229,15 +234,27 @@ def _model(config: TrainConfig, policy: str, data: GroupData, resume_folder: Pat
 
 def _build(config: TrainConfig) -> keras.Model:
     return build_unet(depth=config.depth, base_filters=config.base_filters,
-                      num_classes=config.labels.num_classes, dropout=config.dropout,
+                      num_classes=config.label_mapping.num_classes, dropout=config.dropout,
                       weight_decay=config.weight_decay, normalization=config.normalization,
                       mean=config.mean)
 
 
-def _inference_copy(model: keras.Model, config: TrainConfig, policy: str) -> keras.Model:
-    """The same weights in an uncompiled model: no optimizer slots, no custom loss to import."""
+def inference_model(config: TrainConfig, policy: str) -> keras.Model:
+    """An uncompiled U-Net of the config, to take trained weights: no optimizer slots, no custom loss
+    to import when the logged model is loaded."""
     with dtype_policy(policy):
-        copy = _build(config)
+        return _build(config)
+
+
+def inference_info(config: TrainConfig) -> InferenceInfo:
+    """What the logged model carries besides its weights (pad multiple, label map, slice axis, group)."""
+    return InferenceInfo(pad_multiple=pad_multiple(config.depth), label_map=config.label_mapping,
+                         slice_axis=config.slice_axis, group=config.group)
+
+
+def _inference_copy(model: keras.Model, config: TrainConfig, policy: str) -> keras.Model:
+    """The same weights in an uncompiled model."""
+    copy = inference_model(config, policy)
     copy.set_weights(model.get_weights())
     return copy
 
@@ -249,7 +266,10 @@ def _callbacks(config: TrainConfig, folder: Path, state: TrainingState,
     if config.patience > 0:
         callbacks.append(ResumableEarlyStopping(config.patience, state))
     # A run resumed after at least one epoch already logged the optimizer config and summary.
-    callbacks += [EpochMetrics(resumed=state.epoch >= 0), CheckpointArtifacts(folder, state)]
+    callbacks.append(EpochMetrics(resumed=state.epoch >= 0))
+    if config.ckpt_n_epochs:
+        callbacks.append(EpochWeights(folder, config.ckpt_n_epochs))
+    callbacks.append(CheckpointArtifacts(folder, state))
     return callbacks + list(extra)
 
 
@@ -290,7 +310,7 @@ def _history(run_id: str, names: Sequence[str]) -> dict[str, list[tuple[int, flo
 
 def _log_learning_curve(run_id: str, config: TrainConfig, best_epoch: int) -> None:
     """loss/val_loss and IoUs per epoch, from the run's own history (resumed epochs included)."""
-    structures = config.labels.foreground
+    structures = config.label_mapping.foreground
     names = ("loss", "val_loss", *(f"val_iou_{name}" for name in structures), MONITOR)
     figure = learning_curve_figure(_history(run_id, names), structures, best_epoch or None)
     mlflow.log_figure(figure, "learning_curve.png")
@@ -305,7 +325,7 @@ def _log_overlays(model: keras.Model, val: SliceSet, config: TrainConfig) -> Non
     picks = _spread(len(val))
     images = val.images[picks].astype(np.float32)
     predicted = np.argmax(model.predict(images[..., None], verbose=0), axis=-1)
-    figure = overlay_figure(images, val.labels[picks], predicted, picks, config.labels.foreground,
+    figure = overlay_figure(images, val.labels[picks], predicted, picks, config.label_mapping.foreground,
                             config.group)
     mlflow.log_figure(figure, "overlays/val_overlays.png")
 
@@ -315,5 +335,5 @@ def _log_transform_examples(train_set: SliceSet, config: TrainConfig) -> None:
     picks = _spread(len(train_set))
     images, labels = augment_batch(train_set.images[picks], train_set.labels[picks], config.transforms)
     figure = transforms_figure(train_set.images[picks], np.asarray(images)[..., 0], np.asarray(labels), picks,
-                               config.labels.num_classes)
+                               config.label_mapping.num_classes)
     mlflow.log_figure(figure, "overlays/augmentation_examples.png")
