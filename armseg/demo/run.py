@@ -58,9 +58,9 @@ def demo(out: Path, size: tuple[int, int] = (256, 256), slices: int = 100, epoch
         settings = RegistrationSettings(iterations=(20,) if quick else ())
         _stage("register", lambda: register_subjects(data_root, [test_subject], atlas, settings))
         _stage("evaluate", lambda: evaluate_subjects(data_root, [test_subject]))
-        table = _stage("table", lambda: write_table("mean_iou", out / "table.csv"))
+        table = _stage("table", lambda: write_table("mean_iou", out / "table.csv", data_root=data_root))
     minutes = (time.monotonic() - started) / 60
-    print(f"[armseg demo] done in {minutes:.1f} min: table {table['csv']} (+ .md, .html); "
+    print(f"[armseg demo] done in {minutes:.1f} min: table {table['csv']} (+ .md, .tex, .html, .png); "
           "`mlflow ui` shows every run")
     return table
 

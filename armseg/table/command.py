@@ -5,18 +5,25 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from armseg.tracking.contract import EVALUATE_METRICS
+from armseg.params import parse_bool, split_list
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--metric", default="mean_iou", metavar="NAME",
-                        help=f"cell value, one of {' '.join(EVALUATE_METRICS)} (default: %(default)s)")
+    parser.add_argument("--metric", nargs="+", default=["mean_iou"], metavar="NAME",
+                        help="one or more metrics, each a block of rows: any metric an evaluate or measure "
+                             "run logged, e.g. mean_iou dice_biceps hd95_biceps (default: mean_iou)")
     parser.add_argument("--out", default="table.csv", metavar="PATH",
-                        help="where to write; .csv, .md and .html with this stem (default: %(default)s)")
+                        help="where to write; .csv, .md, .tex, .html, .png and _runs.csv with this stem "
+                             "(default: %(default)s)")
+    parser.add_argument("--all-data-roots", nargs="?", const="true", default="false", metavar="BOOL",
+                        help="table the runs of every data root, each root's scans in their own columns "
+                             "(default: only the runs of --data-root)")
 
 
 def run(args: argparse.Namespace) -> None:
     from armseg.table.run import write_table
 
-    paths = write_table(args.metric, Path(args.out))
+    all_roots = parse_bool(args.all_data_roots, "all_data_roots")
+    paths = write_table(split_list(args.metric), Path(args.out), data_root=args.data_root or "data",
+                        all_data_roots=all_roots)
     print("[armseg table] wrote " + ", ".join(str(p) for p in paths.values()))

@@ -46,6 +46,8 @@ DEVICES_TAG = "armseg.devices"
 RESUMED_AT_TAG = "armseg.resumed_at_epoch"
 ELBOW_ANGLE_TAG = "armseg.elbow_angle"
 LOAD_TAG = "armseg.load"
+CELLS_TAG = "armseg.cells"
+CELLS_RUN_TAG = "armseg.cells_run"
 
 # What each tag means, on which runs it appears. README lists exactly these.
 TAGS: dict[str, str] = {
@@ -78,7 +80,17 @@ TAGS: dict[str, str] = {
     RESUMED_AT_TAG: "resumed train runs: the first epoch run again",
     ELBOW_ANGLE_TAG: "evaluate and measure runs of trials named trial<N>_<angle>_<load>: the angle",
     LOAD_TAG: "evaluate and measure runs of trials named trial<N>_<angle>_<load>: the load",
+    CELLS_TAG: "evaluate parent runs: `pending` while scoring, then the artifact (`cells.json`) that lists "
+               "every (model, scan) cell of its children",
+    CELLS_RUN_TAG: "evaluate per-scan runs: the parent run whose `cells.json` lists this run's cell",
 }
+
+# The accuracy table: per-(model, scan) runs of these stages are its cells. A parent that scored
+# many of them also logs them all in one artifact (CELLS_ARTIFACT, named by its CELLS_TAG), so the
+# table reads one file per parent instead of one run per cell.
+TABLE_STAGES = ("evaluate", "measure")
+CELLS_ARTIFACT = "cells.json"
+CELLS_PENDING = "pending"
 
 # Train: per epoch (step = epoch, the first is 1), then once at the end.
 EPOCH_METRICS = ("loss", "val_loss", "val_mean_iou", "epoch_seconds")
@@ -94,3 +106,22 @@ STRUCTURES = ("humerus", "biceps")
 OVERLAP_KINDS = ("iou", "dice", "percent")  # percent = recall: share of the reference voxels found
 EVALUATE_METRICS = ("mean_iou", "total_percent",
                     *(f"{kind}_{name}" for kind in (*OVERLAP_KINDS, "hd95") for name in STRUCTURES))
+
+
+# Units and direction of a metric from its name, for any name (evaluate's, measure's, a label
+# map's structures): `hd95_*` and `*_mm` in mm, `*_mm2_*` in mm², armseg's `percent_*` in %;
+# OpenArm's `*_percent` are fractions like the IoUs. Errors and distances are better small.
+_UNIT_WORDS = {"hd95": "mm", "mm": "mm", "mm2": "mm²"}
+_LOWER_IS_BETTER_WORDS = ("hd95", "error", "rmse", "distance", "loss")
+
+
+def metric_unit(name: str) -> str:
+    """'mm', 'mm²', '%' or '' (a fraction, a count or unknown)."""
+    words = name.lower().split("_")
+    if words[0] == "percent":
+        return "%"
+    return next((_UNIT_WORDS[word] for word in words if word in _UNIT_WORDS), "")
+
+
+def lower_is_better(name: str) -> bool:
+    return any(word in _LOWER_IS_BETTER_WORDS for word in name.lower().split("_"))
