@@ -262,6 +262,23 @@ def test_nothing_to_evaluate_is_one_sentence(module_tracking: str, tmp_path: Pat
         evaluate_subjects(root)
 
 
+def test_deleted_runs_leave_the_table_as_they_leave_a_plain_search(module_tracking: str,
+                                                                   tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    for trial in ("trial1_0_fs", "trial2_0_fs"):
+        seg = add_scan(root, "SubA", trial, (40, 50, 4))
+        add_prediction(root, "SubA", "m", seg)
+        add_prediction(root, "SubA", "n", seg, shift)
+    first = evaluate_subjects(root, models=["m"], metrics=["mean_iou"])
+    second = evaluate_subjects(root, models=["n"], metrics=["mean_iou"])
+    client = mlflow.MlflowClient()
+    client.delete_run(first["run_id"].iloc[0])  # one per-scan run
+    client.delete_run(mlflow.get_run(second["run_id"].iloc[0]).data.tags["mlflow.parentRunId"])  # a parent
+    fast, plain = (accuracy_table("mean_iou", data_root=root, plain=p) for p in (False, True))
+    assert fast.run_ids.to_csv() == plain.run_ids.to_csv() and fast.frame.to_csv() == plain.frame.to_csv()
+    assert fast.run_ids.loc["m", "trial1A"] == "" and fast.frame.loc["n", "trial2A"] < 1
+
+
 def test_fast_and_plain_tables_agree_on_everything_evaluated_here(module_tracking: str, tree: Path) -> None:
     """Run last in the module: its store then holds records, re-evaluations and subsets of metrics."""
     for metrics in (["mean_iou"], list(METRICS)):

@@ -28,7 +28,7 @@ from armseg.io.labels import DEFAULT_LABEL_MAP, LabelMap
 from armseg.io.pairs import read_labelled_scan, read_on_grid
 from armseg.predict.models import predictions_folder_name
 from armseg.predict.sidecar import ModelRecord, read_sidecar
-from armseg.tracking.cells import Cell, cell_from_run, record_text
+from armseg.tracking.cells import Cell, absolute_root, cell_from_run, record_text
 from armseg.tracking.contract import (
     CELLS_ARTIFACT,
     CELLS_PENDING,
@@ -93,11 +93,6 @@ def evaluate_subjects(
         mlflow.log_text(subject_summary(results, wanted).to_csv(index=False), "summary.csv")
         mlflow.log_metric("scored", float(len(results)))
     return results
-
-
-def absolute_root(data_root: Path | str) -> str:
-    """The data root as tagged: absolute, so the table can tell two trees apart wherever it runs."""
-    return str(Path(data_root).expanduser().resolve())
 
 
 def subject_summary(results: pd.DataFrame, wanted: list[str]) -> pd.DataFrame:

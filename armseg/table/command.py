@@ -20,10 +20,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(default: only the runs of --data-root)")
 
 
+def prepare(args: argparse.Namespace) -> None:
+    """Start the heat-map helper now: it loads matplotlib while this process loads MLflow."""
+    from armseg.table.render import Renderer
+
+    args.renderer = Renderer.start()
+
+
 def run(args: argparse.Namespace) -> None:
     from armseg.table.run import write_table
 
-    all_roots = parse_bool(args.all_data_roots, "all_data_roots")
-    paths = write_table(split_list(args.metric), Path(args.out), data_root=args.data_root or "data",
-                        all_data_roots=all_roots)
+    renderer = getattr(args, "renderer", None)
+    try:
+        all_roots = parse_bool(args.all_data_roots, "all_data_roots")
+        paths = write_table(split_list(args.metric), Path(args.out), data_root=args.data_root or "data",
+                            all_data_roots=all_roots, renderer=renderer)
+    finally:
+        if renderer is not None:
+            renderer.close()
     print("[armseg table] wrote " + ", ".join(str(p) for p in paths.values()))

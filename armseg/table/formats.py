@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from armseg.table.query import MEAN_COLUMN, N_COLUMN, SD_COLUMN, AccuracyTable
+from armseg.table.pivot import MEAN_COLUMN, N_COLUMN, SD_COLUMN, AccuracyTable
 from armseg.tracking.contract import lower_is_better, metric_unit
 
 FORMATS = ("csv", "md", "tex", "html", "png")
@@ -244,7 +244,6 @@ def _ticks(set_ticks, names: list[str], rotation: int = 0) -> None:
     set_ticks(list(kept), [names[i] for i in kept], fontsize=7, rotation=rotation)
 
 
-def all_texts(table: AccuracyTable) -> dict[str, str | bytes]:
-    return {"csv": to_csv(table), "md": to_markdown(table), "tex": to_latex(table), "html": to_html(table),
-            "png": heatmap_png(table), "runs": runs_csv(table)}
-
+def text_files(table: AccuracyTable) -> dict[str, str]:
+    """Every file but the heat maps (`armseg.table.render` draws those)."""
+    return {"csv": to_csv(table), "md": to_markdown(table), "tex": to_latex(table), "runs": runs_csv(table)}

@@ -12,14 +12,22 @@ from pathlib import Path
 import mlflow
 
 from armseg.io.atomic import write_bytes_atomic
-from armseg.table.formats import all_texts, output_paths, to_text
-from armseg.table.query import absolute_root, accuracy_table, check_metric_names
+from armseg.table.formats import output_paths, text_files, to_text
+from armseg.table.pivot import check_metric_names
+from armseg.table.query import accuracy_table
+from armseg.table.render import Renderer, draw
+from armseg.tracking.cells import absolute_root
 from armseg.tracking.runs import stage_run
 
 
 def write_table(metrics: list[str] | str, out: Path, experiment_ids: list[str] | None = None,
-                data_root: Path | str | None = "data", all_data_roots: bool = False) -> dict[str, Path]:
-    """Build the table of `metrics` for one data root (or all), print it, write it beside `out`, log it."""
+                data_root: Path | str | None = "data", all_data_roots: bool = False,
+                renderer: Renderer | None = None) -> dict[str, Path]:
+    """Build the table of `metrics` for one data root (or all), print it, write it beside `out`, log it.
+
+    `renderer`, a helper started early (`armseg table` does), draws the heat maps; else they are
+    drawn here.
+    """
     names = check_metric_names([metrics] if isinstance(metrics, str) else metrics)
     paths = output_paths(Path(out))
     root = None if all_data_roots else absolute_root(data_root or "data")
@@ -27,7 +35,9 @@ def write_table(metrics: list[str] | str, out: Path, experiment_ids: list[str] |
     with stage_run("table", params=params, run_name=f"table-{'-'.join(names)}"):
         table = accuracy_table(names, experiment_ids, root)
         print(to_text(table), end="")
-        for kind, content in all_texts(table).items():
+        files = text_files(table)
+        files.update(renderer.pictures(table) if renderer is not None else draw(table))
+        for kind, content in files.items():
             data = content if isinstance(content, bytes) else content.encode("utf-8")
             write_bytes_atomic(paths[kind], data)
             mlflow.log_artifact(str(paths[kind]))

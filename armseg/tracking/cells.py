@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from armseg.tracking.contract import (
@@ -54,6 +55,11 @@ class Cell:
     def newest_first(self) -> tuple[int, str]:
         """Sort key of `search_runs(order_by=['attributes.start_time DESC'])`: ties go by run id."""
         return -self.start_time, self.run_id
+
+
+def absolute_root(data_root: Path | str) -> str:
+    """A data root as evaluate tags it and the table compares it: absolute, symbolic links resolved."""
+    return str(Path(data_root).expanduser().resolve())
 
 
 def cell_from_run(run: Any) -> Cell | None:
