@@ -80,12 +80,13 @@ def test_the_cells_record_keeps_values_exactly() -> None:
 def test_the_heat_map_helper_draws_what_this_process_would() -> None:
     import subprocess as sp
 
+    from armseg.table.formats import grid
     from armseg.table.pivot import build_table
     from armseg.table.render import Renderer, draw
 
     cells = [Cell(f"{i:032x}", i, f"group_1_{i % 3 + 1}", "SubA", f"trial{i}", f"trial{i}A", "/d", None, None,
                   None, {"mean_iou": i / 10}) for i in range(1, 7)]
-    table = build_table(cells, ["mean_iou"])
+    table = grid(build_table(cells, ["mean_iou"]))
     here = draw(table)
     assert Renderer.start().pictures(table) == here
     assert Renderer(None).pictures(table) == here

@@ -18,16 +18,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from armseg.table.pivot import AccuracyTable
+    from armseg.table.pictures import Grid
 
 PICTURES = ("png", "html")
 _TIMEOUT_S = 300
 
 
-def draw(table: AccuracyTable) -> dict[str, str | bytes]:
-    from armseg.table.formats import heatmap_png, to_html
+def draw(grid: Grid) -> dict[str, str | bytes]:
+    from armseg.table.pictures import heatmap_png, to_html
 
-    return {"png": heatmap_png(table), "html": to_html(table)}
+    return {"png": heatmap_png(grid), "html": to_html(grid)}
 
 
 class Renderer:
@@ -48,11 +48,11 @@ class Renderer:
             process = None
         return cls(process)
 
-    def pictures(self, table: AccuracyTable) -> dict[str, str | bytes]:
-        """The PNG and HTML of `table`, from the helper when it delivers, else drawn here."""
+    def pictures(self, grid: Grid) -> dict[str, str | bytes]:
+        """The PNG and HTML of the table, from the helper when it delivers, else drawn here."""
         if self.process is not None:
             try:
-                output, _ = self.process.communicate(pickle.dumps(table), timeout=_TIMEOUT_S)
+                output, _ = self.process.communicate(pickle.dumps(grid), timeout=_TIMEOUT_S)
                 drawn = pickle.loads(output) if self.process.returncode == 0 else None
                 if isinstance(drawn, dict) and set(drawn) == set(PICTURES):
                     return drawn
@@ -60,7 +60,7 @@ class Renderer:
                 pass
             finally:
                 self.close()
-        return draw(table)
+        return draw(grid)
 
     def close(self) -> None:
         """Stop the helper if it still runs (a table that failed never sends it anything)."""
@@ -74,7 +74,7 @@ def main() -> int:
     """The helper: load matplotlib at once, then draw the one table that arrives on stdin."""
     import matplotlib.figure  # noqa: F401  (the point of starting early)
 
-    import armseg.table.formats  # noqa: F401
+    import armseg.table.pictures  # noqa: F401
 
     data = sys.stdin.buffer.read()
     if not data:  # the table failed before it had anything to draw

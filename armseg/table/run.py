@@ -12,6 +12,7 @@ from pathlib import Path
 import mlflow
 
 from armseg.io.atomic import write_bytes_atomic
+from armseg.table.formats import grid as table_grid
 from armseg.table.formats import output_paths, text_files, to_text
 from armseg.table.pivot import check_metric_names
 from armseg.table.query import accuracy_table
@@ -36,7 +37,8 @@ def write_table(metrics: list[str] | str, out: Path, experiment_ids: list[str] |
         table = accuracy_table(names, experiment_ids, root)
         print(to_text(table), end="")
         files = text_files(table)
-        files.update(renderer.pictures(table) if renderer is not None else draw(table))
+        grid = table_grid(table)
+        files.update(renderer.pictures(grid) if renderer is not None else draw(grid))
         for kind, content in files.items():
             data = content if isinstance(content, bytes) else content.encode("utf-8")
             write_bytes_atomic(paths[kind], data)
