@@ -86,18 +86,23 @@ def tracked_cells(experiment_ids: list[str] | None = None, data_root: str | None
 
     Deleted runs are looked up too (usually none): a deleted per-scan run leaves the records,
     and the children of a deleted parent speak for themselves, as they do to a plain search.
+    Parents are few, so they are sorted by data root here rather than by a second tag filter
+    (which would make SQLite join the data-root tag of every run in the store).
     """
     client = mlflow.MlflowClient()
     experiments = chosen_experiments(client, experiment_ids)
-    root = f" and tags.`{DATA_ROOT_TAG}` = '{_quote(data_root)}'" if data_root else ""
+
+    def parents(filter_string: str, view: int = ViewType.ACTIVE_ONLY) -> list[Run]:
+        found = search(client, experiments, filter_string, view)
+        return [run for run in found if not data_root or run.data.tags.get(DATA_ROOT_TAG) == data_root]
+
     deleted = ViewType.DELETED_ONLY
     deleted_children = search(client, experiments, f"tags.`{CELLS_RUN_TAG}` IS NOT NULL", deleted)
     gone = {run.info.run_id for run in deleted_children}
-    records = read_records(search(client, experiments, f"tags.`{CELLS_TAG}` = '{CELLS_ARTIFACT}'{root}"))
-    cells = [cell for cell in records if cell.run_id not in gone]
-    unlisted = search(client, experiments, f"tags.`{CELLS_TAG}` = '{CELLS_PENDING}'{root}")
-    unlisted += [parent for parent in search(client, experiments, f"tags.`{CELLS_TAG}` IS NOT NULL", deleted)
-                 if not data_root or parent.data.tags.get(DATA_ROOT_TAG) == data_root]
+    cells = [cell for cell in read_records(parents(f"tags.`{CELLS_TAG}` = '{CELLS_ARTIFACT}'"))
+             if cell.run_id not in gone]
+    unlisted = parents(f"tags.`{CELLS_TAG}` = '{CELLS_PENDING}'")
+    unlisted += parents(f"tags.`{CELLS_TAG}` IS NOT NULL", deleted)
     for parent in unlisted:
         children = f"tags.`{CELLS_RUN_TAG}` = '{parent.info.run_id}' and attributes.status = 'FINISHED'"
         cells += runs_to_cells(search(client, experiments, children))
@@ -107,6 +112,15 @@ def tracked_cells(experiment_ids: list[str] | None = None, data_root: str | None
     cells += runs_to_cells(run for run in loose if run.info.status == "FINISHED"
                            and run.data.tags.get(STAGE_TAG) in TABLE_STAGES)
     return cells
+
+
+def data_roots_in_store(experiment_ids: list[str] | None = None) -> list[str]:
+    """Every data root an evaluate parent or a loose per-scan run names, for an error message."""
+    client = mlflow.MlflowClient()
+    experiments = chosen_experiments(client, experiment_ids)
+    runs = search(client, experiments, f"tags.`{CELLS_TAG}` IS NOT NULL")
+    runs += search(client, experiments, f"tags.`{CELLS_RUN_TAG}` IS NULL and tags.`{SCAN_TAG}` IS NOT NULL")
+    return sorted({run.data.tags.get(DATA_ROOT_TAG) or "(none)" for run in runs})
 
 
 def plain_cells(experiment_ids: list[str] | None = None) -> list[Cell]:
@@ -189,9 +203,9 @@ def accuracy_table(metrics: list[str] | str, experiment_ids: list[str] | None = 
     scoped = in_scope(cells, root)
     where = f"experiments {', '.join(experiment_ids)}" if experiment_ids else "any experiment"
     if not scoped:
-        other = sorted({cell.data_root or "(none)" for cell in cells})
+        other = data_roots_in_store(experiment_ids) if root else []
         hint = (f" (runs exist for data roots {', '.join(other)}: give --data-root or --all-data-roots)"
-                if other and root else "")
+                if other else "")
         raise ArmsegError(f"no finished evaluate or measure runs in {where} of {mlflow.get_tracking_uri()}"
                           f"{f' for data root {root}' if root else ''}{hint}; run `armseg evaluate` first")
     logged = sorted({name for cell in scoped for name in cell.metrics})
