@@ -93,3 +93,19 @@ def test_the_heat_map_helper_draws_what_this_process_would() -> None:
     crash = [sys.executable, "-c", "import sys; sys.exit(3)"]
     broken = Renderer(sp.Popen(crash, stdin=sp.PIPE, stdout=sp.PIPE))
     assert broken.pictures(table) == here and broken.process is None
+
+
+def test_records_come_through_any_artifact_repository(tracking: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The route for records on a tracking server or S3, here through the local repository."""
+    import mlflow
+
+    from armseg.table import query
+
+    cell = Cell("a" * 32, 1, "m", "SubA", "trial1", "trial1A", "/d", None, None, None, {"mean_iou": 0.5})
+    with mlflow.start_run() as run:
+        mlflow.log_text(record_text([cell]), "cells.json")
+        mlflow.set_tag("armseg.cells", "cells.json")
+    parent = mlflow.get_run(run.info.run_id)
+    assert query._remote_record_texts([parent]) == [record_text([cell])]
+    monkeypatch.setattr(query, "get_artifact_repository", lambda root: object())  # no short route
+    assert query._remote_record_texts([parent]) == [record_text([cell])]

@@ -74,14 +74,14 @@ def evaluate_subjects(
         try:
             folders = [predictions_folder_name(spec) for spec in models] if models else None
             evaluations = find_evaluations(data_root, subjects, folders)
-            scored = Scoring(label_map, wanted, root, parent.info.run_id)
+            scoring = Scoring(label_map, wanted, root, parent.info.run_id)
             rows = []
             # Scan by scan: the ground truth is read once for all the models that predicted it.
             for _, same_scan in groupby(evaluations, key=lambda e: (e.subject, e.scan.folder)):
                 same_scan = list(same_scan)
                 volume, reference = read_labelled_scan(same_scan[0].scan, label_map)
                 for evaluation in same_scan:
-                    row, cell = _evaluate_one(evaluation, volume, reference, scored)
+                    row, cell = _evaluate_one(evaluation, volume, reference, scoring)
                     rows.append(row)
                     cells.append(cell)
         except BaseException:

@@ -18,6 +18,8 @@ tests and `benchmarks/bench_table.py` check that both give the same table, byte 
 from __future__ import annotations
 
 import os
+import posixpath
+import tempfile
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -27,6 +29,7 @@ from urllib.parse import urlparse
 import mlflow
 from mlflow.entities import Run, ViewType
 from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
 from armseg.errors import ArmsegError
 from armseg.table.pivot import AccuracyTable, build_table, check_metric_names, in_scope
@@ -140,13 +143,10 @@ def runs_to_cells(runs: Iterable[Run]) -> list[Cell]:
 
 def read_records(parents: list[Run]) -> list[Cell]:
     """The cells every parent's record lists; remote records are fetched side by side."""
-    if not parents:
-        return []
     if all(_local_folder(parent.info.artifact_uri) is not None for parent in parents):
-        texts = map(_record_text, parents)
+        texts = [_local_record_text(parent) for parent in parents]
     else:
-        with _no_progress_bars(), ThreadPoolExecutor(_DOWNLOADS) as pool:
-            texts = list(pool.map(_record_text, parents))
+        texts = _remote_record_texts(parents)
     cells: list[Cell] = []
     for parent, text in zip(parents, texts, strict=True):
         try:
@@ -155,6 +155,50 @@ def read_records(parents: list[Run]) -> list[Cell]:
             raise ArmsegError(f"run {parent.info.run_id}: its {parent.data.tags[CELLS_TAG]} is not a cells "
                               f"record ({error}); delete that run or evaluate again") from error
     return cells
+
+
+def _local_record_text(parent: Run) -> str:
+    path = _local_folder(parent.info.artifact_uri) / parent.data.tags[CELLS_TAG]
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ArmsegError(f"run {parent.info.run_id}: cannot read its record {path} ({error})") from error
+
+
+def _remote_record_texts(parents: list[Run]) -> list[str]:
+    """Records from a remote artifact store (a tracking server, S3, ...), one request each.
+
+    Runs of one experiment share an artifact root, so one artifact repository serves them all,
+    and each record is one download (`_download_file`, the call every MLflow artifact repository
+    implements) where `download_artifacts` would first list the file.
+    """
+    places = [_artifact_place(parent) for parent in parents]
+    repositories = {root: get_artifact_repository(root) for root, _ in places}
+    with tempfile.TemporaryDirectory() as scratch, _no_progress_bars():
+        with ThreadPoolExecutor(_DOWNLOADS) as pool:
+            return list(pool.map(lambda parent, place: _download_record(parent, place, repositories,
+                                                                         Path(scratch)), parents, places))
+
+
+def _download_record(parent: Run, place: tuple[str, str], repositories: dict, scratch: Path) -> str:
+    root, folder = place
+    name = parent.data.tags[CELLS_TAG]
+    local = scratch / f"{parent.info.run_id}.json"
+    try:
+        repositories[root]._download_file(posixpath.join(folder, name), str(local))
+        return local.read_text(encoding="utf-8")
+    except Exception:  # any trouble on the short route: MLflow's public one, whose error names it
+        try:
+            return mlflow.artifacts.load_text(f"{parent.info.artifact_uri.rstrip('/')}/{name}")
+        except (OSError, MlflowException) as error:
+            raise ArmsegError(f"run {parent.info.run_id}: cannot read its {name} ({error})") from error
+
+
+def _artifact_place(parent: Run) -> tuple[str, str]:
+    """(artifact root, folder under it) of a run: `<experiment root>`, `<run id>/artifacts`."""
+    uri = parent.info.artifact_uri.rstrip("/")
+    tail = f"/{parent.info.run_id}/artifacts"
+    return (uri[: -len(tail)], tail.lstrip("/")) if uri.endswith(tail) else (uri, "")
 
 
 @contextmanager
@@ -177,18 +221,6 @@ def _local_folder(artifact_uri: str | None) -> Path | None:
     if parsed.scheme == "file":
         return Path(parsed.path)
     return Path(artifact_uri) if artifact_uri and not parsed.scheme else None
-
-
-def _record_text(parent: Run) -> str:
-    """A parent's record: read in place when local, else through MLflow's artifact repository."""
-    name = parent.data.tags[CELLS_TAG]
-    folder = _local_folder(parent.info.artifact_uri)
-    try:
-        if folder is not None:
-            return (folder / name).read_text(encoding="utf-8")
-        return mlflow.artifacts.load_text(f"{parent.info.artifact_uri.rstrip('/')}/{name}")
-    except (OSError, MlflowException) as error:
-        raise ArmsegError(f"run {parent.info.run_id}: cannot read its {name} ({error})") from error
 
 
 def accuracy_table(metrics: list[str] | str, experiment_ids: list[str] | None = None,
