@@ -326,7 +326,7 @@ def startup(repeat: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 10000, 50000])
-    parser.add_argument("--pg-sizes", type=int, nargs="*", default=[1000, 10000])
+    parser.add_argument("--pg-sizes", type=int, nargs="*", default=[1000, 10000, 50000])
     parser.add_argument("--cells-per-parent", type=int, default=100,
                         help="runs each evaluate parent scored (100: one evaluate per model)")
     parser.add_argument("--repeat", type=int, default=3)
