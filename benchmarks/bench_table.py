@@ -3,7 +3,7 @@ side by side with a plain `mlflow.search_runs` over the same store (what the tab
 SQLite and on an MLflow tracking server with a PostgreSQL backend; and how long commands that run
 no network take to start.
 
-    python benchmarks/bench_table.py [--sizes 1000 10000 50000] [--pg-sizes 1000 10000] [--repeat 3]
+    python benchmarks/bench_table.py [--sizes 1000 10000 50000] [--pg-sizes 1000 10000 50000] [--repeat 3]
 
 Each store holds what `armseg evaluate` writes: per-(model, scan) runs with armseg's tags, params
 and the 10 evaluate metrics, nested under evaluate parents that each scored `--cells-per-parent`
