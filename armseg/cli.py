@@ -88,10 +88,13 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
     try:
         if command in NETWORK_COMMANDS:
             load_keras()
+        module = importlib.import_module(COMMANDS[command][0])
+        if hasattr(module, "prepare"):  # work that needs no store, started before MLflow loads
+            module.prepare(args)
         from armseg.tracking.runs import configure_tracking
 
         configure_tracking(args.experiment)
-        importlib.import_module(COMMANDS[command][0]).run(args)
+        module.run(args)
     except ArmsegError as error:
         return _fail(command, str(error))
     except KeyboardInterrupt:

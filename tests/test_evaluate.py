@@ -18,7 +18,10 @@ from armseg.evaluate.metrics import METRICS, diagonal_mm, segmentation_metrics
 from armseg.evaluate.run import evaluate_subjects
 from armseg.io.images import read_image, write_like
 from armseg.io.labels import DEFAULT_LABEL_MAP
+from armseg.predict.sidecar import SIDECAR as SIDECAR_NAME
+from armseg.predict.sidecar import ModelRecord
 from armseg.table.query import accuracy_table
+from armseg.tracking.cells import cell_from_run, read_record
 
 AFFINE = np.array([[0.0, -0.25, 0.0, 5.0], [0.2, 0.0, 0.0, 1.0], [0.0, 0.0, 1.5, -2.0], [0, 0, 0, 1.0]])
 SPACING = (0.2, 0.25, 1.5)
@@ -150,15 +153,80 @@ def test_subset_of_metrics_and_models(module_tracking: str, tree: Path) -> None:
 def test_re_evaluating_replaces_cells_without_adding_rows(module_tracking: str, tree: Path,
                                                           tmp_path: Path) -> None:
     evaluate_subjects(tree, models=["shifted"], metrics=["iou_biceps"])
-    before = accuracy_table("iou_biceps")
+    before = accuracy_table("iou_biceps", data_root=tree)
     seg = tree / "SubB/prediction_sources/trial6_30_fs/trial6_30_fs_seg.nii"
     add_prediction(tree, "SubB", "shifted", seg)  # now perfect on trial6B
-    evaluate_subjects(tree, subjects=["SubB"], models=["shifted"], metrics=["iou_biceps"])
-    after = accuracy_table("iou_biceps")
-    assert list(after.index) == list(before.index) == ["perfect", "registration-trial1", "shifted"]
-    assert list(after.columns) == ["trial1A", "trial12A", "trial6B", "mean"]
-    assert before.loc["shifted", "trial6B"] < 1 and after.loc["shifted", "trial6B"] == 1
+    results = evaluate_subjects(tree, subjects=["SubB"], models=["shifted"], metrics=["iou_biceps"])
+    after = accuracy_table("iou_biceps", data_root=tree)
+    rows = ["perfect", "registration-trial1", "shifted"]
+    assert list(after.frame.index) == list(before.frame.index) == rows
+    assert list(after.frame.columns) == ["trial1A", "trial12A", "trial6B", "mean", "sd", "n"]
+    assert before.frame.loc["shifted", "trial6B"] < 1 and after.frame.loc["shifted", "trial6B"] == 1
+    assert after.run_ids.loc["shifted", "trial6B"] == results["run_id"].iloc[0]  # leads to the new run
+    assert after.run_ids.loc["shifted", "trial1A"] == before.run_ids.loc["shifted", "trial1A"]
+    plain = accuracy_table("iou_biceps", data_root=tree, plain=True)
+    assert after.frame.to_csv() == plain.frame.to_csv() and after.run_ids.to_csv() == plain.run_ids.to_csv()
     add_prediction(tree, "SubB", "shifted", seg, shift)  # restore for other tests
+
+
+def test_the_parent_lists_its_cells_and_summarises_each_subject(module_tracking: str, tree: Path) -> None:
+    results = evaluate_subjects(tree, models=["perfect", "shifted"], metrics=["iou_biceps", "dice_biceps"])
+    child = mlflow.get_run(results["run_id"].iloc[0])
+    parent = mlflow.get_run(child.data.tags["mlflow.parentRunId"])
+    assert parent.data.tags["armseg.cells"] == "cells.json"
+    assert parent.data.tags["armseg.data_root"] == str(tree.resolve()) == child.data.tags["armseg.data_root"]
+    assert child.data.tags["armseg.cells_run"] == parent.info.run_id
+    record = read_record(mlflow.artifacts.load_text(f"{parent.info.artifact_uri}/cells.json"))
+    assert [cell.run_id for cell in record] == list(results["run_id"])
+    assert record[0] == cell_from_run(child)  # the values and start time as the store holds them
+    summary = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=parent.info.run_id,
+                                                             artifact_path="summary.csv"))
+    assert list(summary.columns) == ["model", "subject", "scans", "iou_biceps_mean", "iou_biceps_sd",
+                                     "dice_biceps_mean", "dice_biceps_sd"]
+    assert summary[summary["model"] == "perfect"]["iou_biceps_mean"].tolist() == [1.0, 1.0]
+    assert summary["scans"].tolist() == [2, 2, 1, 1]
+
+
+def test_sidecar_tags_lead_each_cell_to_its_model_version(module_tracking: str, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    seg = add_scan(root, "SubA", "trial1_0_fs", (40, 50, 4))
+    folder = add_prediction(root, "SubA", "group_1_1", seg).parent
+    add_prediction(root, "SubA", "openarm", seg)  # no sidecar: still scored, without model tags
+    record = ModelRecord(model_uri="models:/armseg-unet/7", run_id="a" * 32, registered_model="armseg-unet",
+                         version="7", armseg_version="0.2.0", written_at="2026-01-01T00:00:00+00:00",
+                         folder="group_1_1")
+    (folder / SIDECAR_NAME).write_text(record.to_json())
+    results = evaluate_subjects(root, metrics=["mean_iou"])
+    tags = {row.model: mlflow.get_run(row.run_id).data.tags for row in results.itertuples()}
+    assert tags["group_1_1"]["armseg.model_version"] == "7"
+    assert tags["group_1_1"]["armseg.model_run_id"] == "a" * 32
+    assert tags["group_1_1"]["armseg.model_uri"] == "models:/armseg-unet/7"
+    assert "armseg.model_version" not in tags["openarm"]
+    table = accuracy_table("mean_iou", data_root=root)
+    assert list(table.frame.index) == ["group_1_1 (v7)", "openarm"]
+    (folder / SIDECAR_NAME).write_text("{not json")
+    with pytest.raises(ArmsegError, match=r"armseg_model.json: not readable"):
+        evaluate_subjects(root, metrics=["mean_iou"])
+
+
+def test_a_failure_part_way_keeps_the_finished_cells(module_tracking: str, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    for trial in ("trial1_0_fs", "trial2_0_fs"):
+        add_prediction(root, "SubA", "m", add_scan(root, "SubA", trial, (40, 50, 4)))
+    bad = root / "SubA" / "predictions" / "m" / "trial2_0_fs_pred_seg.nii"
+    nib.save(nib.Nifti1Image(raw_labels((40, 48, 4)), AFFINE), str(bad))
+    with pytest.raises(ArmsegError, match="differs from its scan"):
+        evaluate_subjects(root, metrics=["iou_biceps"])
+    parents = "tags.`armseg.stage` = 'evaluate' and tags.`armseg.scan` IS NULL"
+    parent = mlflow.search_runs(search_all_experiments=True, output_format="list", max_results=1,
+                                filter_string=parents)[0]
+    assert parent.info.status == "FAILED" and parent.data.tags["armseg.cells"] == "cells.json"
+    table = accuracy_table("iou_biceps", data_root=root)
+    assert list(table.frame.columns[:1]) == ["trial1A"] and table.frame.loc["m", "trial1A"] == 1.0
+    assert table.frame.to_csv() == accuracy_table("iou_biceps", data_root=root, plain=True).frame.to_csv()
+    # A parent stopped hard never writes its record: the table reads its finished children instead.
+    mlflow.MlflowClient().set_tag(parent.info.run_id, "armseg.cells", "pending")
+    assert accuracy_table("iou_biceps", data_root=root).run_ids.to_csv() == table.run_ids.to_csv()
 
 
 @pytest.mark.parametrize(("kwargs", "message", "failed_run"), [
@@ -208,3 +276,28 @@ def test_nothing_to_evaluate_is_one_sentence(module_tracking: str, tmp_path: Pat
     (root / "SubA" / "predictions").mkdir()
     with pytest.raises(ArmsegError, match=r"no predictions of scans with ground truth .*`armseg predict`"):
         evaluate_subjects(root)
+
+
+def test_deleted_runs_leave_the_table_as_they_leave_a_plain_search(module_tracking: str,
+                                                                   tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    for trial in ("trial1_0_fs", "trial2_0_fs"):
+        seg = add_scan(root, "SubA", trial, (40, 50, 4))
+        add_prediction(root, "SubA", "m", seg)
+        add_prediction(root, "SubA", "n", seg, shift)
+    first = evaluate_subjects(root, models=["m"], metrics=["mean_iou"])
+    second = evaluate_subjects(root, models=["n"], metrics=["mean_iou"])
+    client = mlflow.MlflowClient()
+    client.delete_run(first["run_id"].iloc[0])  # one per-scan run
+    client.delete_run(mlflow.get_run(second["run_id"].iloc[0]).data.tags["mlflow.parentRunId"])  # a parent
+    fast, plain = (accuracy_table("mean_iou", data_root=root, plain=p) for p in (False, True))
+    assert fast.run_ids.to_csv() == plain.run_ids.to_csv() and fast.frame.to_csv() == plain.frame.to_csv()
+    assert fast.run_ids.loc["m", "trial1A"] == "" and fast.frame.loc["n", "trial2A"] < 1
+
+
+def test_fast_and_plain_tables_agree_on_everything_evaluated_here(module_tracking: str, tree: Path) -> None:
+    """Run last in the module: its store then holds records, re-evaluations and subsets of metrics."""
+    for metrics in (["mean_iou"], list(METRICS)):
+        fast, plain = (accuracy_table(metrics, data_root=tree, plain=p) for p in (False, True))
+        assert fast.frame.to_csv() == plain.frame.to_csv()
+        assert fast.run_ids.to_csv() == plain.run_ids.to_csv()

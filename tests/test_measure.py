@@ -111,7 +111,7 @@ def test_runs_are_nested_and_tagged_like_evaluate(result: MeasureResult) -> None
     assert all(run.data.tags["mlflow.parentRunId"] == parent for run in children)
     loaded = next(run for run in children if run.data.tags["armseg.model"] == "shrunk"
                   and run.data.tags["armseg.scan"] == "trial10C")
-    provenance = ("armseg.version", "armseg.git_commit")
+    provenance = ("armseg.version", "armseg.git_commit", "armseg.data_root")
     assert {k: v for k, v in loaded.data.tags.items() if k.startswith("armseg.") and k not in provenance} == {
         "armseg.stage": "measure", "armseg.model": "shrunk", "armseg.subject": "SubC",
         "armseg.trial": "trial10", "armseg.scan": "trial10C", "armseg.measure_kind": "scan",
@@ -177,18 +177,18 @@ def test_deformation_summary_is_a_run_and_files(result: MeasureResult, tree: Pat
     assert "| shrunk | biceps | 5 |" in (out / "agreement.md").read_text()
 
 
-def test_table_pivots_measure_metrics(result: MeasureResult) -> None:
-    errors = accuracy_table("volume_error_biceps")
+def test_table_pivots_measure_metrics(result: MeasureResult, tree: Path) -> None:
+    errors = accuracy_table("volume_error_biceps", data_root=tree).frame
     assert list(errors.index) == ["perfect", "shrunk"]
     assert list(errors.columns) == ["trial1C", "trial6C", "trial7C", "trial10C", "trial11C", "trial16C",
-                                    "mean"]
+                                    "mean", "sd", "n"]
     assert math.isnan(errors.loc["shrunk", "trial16C"]) and errors.loc["perfect", "mean"] == 0
-    volumes = accuracy_table("volume_mm3_biceps")
-    assert list(volumes.index) == ["ground_truth", "perfect", "shrunk"] and volumes.shape[1] == 18 + 1
-    with pytest.raises(ArmsegError, match="no finished evaluate runs"):
-        accuracy_table("mean_iou")  # measure runs are never read as evaluate runs
-    with pytest.raises(ArmsegError, match=r"--metric volume_mm3_tendon: no measure run logged it"):
-        accuracy_table("volume_mm3_tendon")
+    volumes = accuracy_table("volume_mm3_biceps", data_root=tree).frame
+    assert list(volumes.index) == ["ground_truth", "perfect", "shrunk"] and volumes.shape[1] == 18 + 3
+    with pytest.raises(ArmsegError, match="mean_iou"):
+        accuracy_table("mean_iou", data_root=tree)  # measure runs log no accuracy metric
+    with pytest.raises(ArmsegError, match=r"volume_mm3_tendon"):
+        accuracy_table("volume_mm3_tendon", data_root=tree)
 
 
 def test_cli_and_user_errors(tracking: str, tree: Path, tmp_path: Path, capsys) -> None:

@@ -125,12 +125,13 @@ def test_each_model_is_scored_on_its_own_label_map(evaluated) -> None:
     assert json.loads(run.data.params["label_map"]) == json.loads(DEFAULT_LABEL_MAP.to_json())
 
 
-def test_the_table_takes_openarms_metric_names(evaluated, tmp_path: Path, capsys) -> None:
-    table = accuracy_table("humerus_iou")
+def test_the_table_takes_openarms_metric_names(evaluated, openarm_tree: Path, tmp_path: Path, capsys) -> None:
+    table = accuracy_table("humerus_iou", data_root=openarm_tree).frame
     for row in evaluated.itertuples():
         assert table.loc[row.model, row.scan] == pytest.approx(row.humerus_iou)
     for metric in OPENARM_METRICS:
-        assert main(["table", "--metric", metric, "--out", str(tmp_path / f"{metric}.csv")]) == 0
+        assert main(["table", "--data-root", str(openarm_tree), "--metric", metric,
+                     "--out", str(tmp_path / f"{metric}.csv")]) == 0
     assert "openarm_all_net" in capsys.readouterr().out
 
 

@@ -72,11 +72,11 @@ def demo(out: Path, size: tuple[int, int] = (256, 256), slices: int = 100, epoch
         _stage("register", lambda: register_subjects(data_root, [test_subject], atlas, settings))
         results = _stage("evaluate", lambda: evaluate_subjects(data_root, [test_subject]))
         _stage("measure", lambda: measure_subjects(data_root, [test_subject], out=out / "measures"))
-        table = _stage("table", lambda: write_table("mean_iou", out / "table.csv"))
+        table = _stage("table", lambda: write_table("mean_iou", out / "table.csv", data_root=data_root))
         table["summary"] = write_summary(results, out / "summary.md")
     minutes = (time.monotonic() - started) / 60
-    print(f"[armseg demo] done in {minutes:.1f} min: table {table['csv']} (+ .md, .html), summary "
-          f"{table['summary']} (+ .csv); `mlflow ui` shows every run")
+    print(f"[armseg demo] done in {minutes:.1f} min: table {table['csv']} (+ .md, .tex, .html, .png), "
+          f"summary {table['summary']} (+ .csv); `mlflow ui` shows every run")
     return table
 
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from armseg.errors import ArmsegError
-from armseg.io.images import image_suffix
 
 SIZE_DIRS = ("under_512", "over_512")
 _TRIAL = re.compile(r"^trial(\d+)", re.IGNORECASE)
@@ -123,6 +122,8 @@ def find_group(root: Path | str, name: str) -> Path:
 
 def read_trial_folder(folder: Path, size_dir: str | None = None) -> Scan:
     """Pair the one `*vol*` and the optional one `*seg*` image in a trial folder."""
+    from armseg.io.images import image_suffix  # here: the table sorts names without loading nibabel
+
     volumes, segmentations = [], []
     for path in sorted(folder.iterdir()):
         name = path.name.lower()
@@ -224,6 +225,8 @@ def find_prediction(root: Path | str, subject: str, model_folder: str, scan: Sca
 
 
 def all_nifti_volumes(root: Path | str, subject: str) -> list[Path]:
+    from armseg.io.images import image_suffix
+
     folder = subject_folder(root, subject) / "all_nifti"
     if not folder.is_dir():
         return []

@@ -27,7 +27,7 @@ from armseg.evaluate.pairs import model_folders
 from armseg.io.atomic import write_bytes_atomic
 from armseg.io.images import read_image
 from armseg.io.labels import DEFAULT_LABEL_MAP, LabelMap
-from armseg.io.tree import natural_key
+from armseg.io.tree import data_root_key, natural_key
 from armseg.measure.agreement import agreement_table, structure_errors
 from armseg.measure.conditions import load_order
 from armseg.measure.figures import (
@@ -82,6 +82,7 @@ from armseg.measure.names import (
 from armseg.measure.shapes import DEFAULT_AXES, ScanAxes, StructureMeasures, measure_structures
 from armseg.measure.sources import LabelledScan, choose_structures, find_models, find_scans, prediction_of
 from armseg.predict.models import predictions_folder_name
+from armseg.tracking.contract import DATA_ROOT_TAG
 from armseg.tracking.runs import stage_run
 
 Measured = dict[str, StructureMeasures]
@@ -124,7 +125,8 @@ def measure_subjects(
               "deformation_source": deformation_source, "out": str(out), "depth_axis": axes.depth,
               "slice_axis": axes.along, "data_root": str(data_root)}
     run_name = "-".join(["measure", *(subjects or [])])  # named for what it did: measure-SubC
-    with stage_run(STAGE, params=params, tags={KIND_TAG: KIND_AGREEMENT}, run_name=run_name):
+    tags = {KIND_TAG: KIND_AGREEMENT, DATA_ROOT_TAG: data_root_key(data_root)}
+    with stage_run(STAGE, params=params, tags=tags, run_name=run_name):
         chosen = choose_structures(label_map, structures)
         scans = find_scans(data_root, subjects)
         scan_subjects = list(dict.fromkeys(s.subject for s in scans))
@@ -152,7 +154,8 @@ def _measure_scan(data_root: Path | str, labelled: LabelledScan, models: Sequenc
     image = read_image(labelled.truth)
     classes = label_map.encode(np.asarray(image.array), labelled.truth)
     truth = measure_structures(classes, structures, image.spacing, axes)
-    rows = [_log_scan(GROUND_TRUTH, labelled, labelled.truth, truth, None)]
+    root = data_root_key(data_root)
+    rows = [_log_scan(GROUND_TRUTH, labelled, labelled.truth, truth, None, root)]
     for model in models:
         path = prediction_of(data_root, model, labelled)
         if path is None:
@@ -164,7 +167,7 @@ def _measure_scan(data_root: Path | str, labelled: LabelledScan, models: Sequenc
                               f"{labelled.truth} {classes.shape}")
         found = measure_structures(label_map.encode(np.asarray(prediction.array), path), structures,
                                    image.spacing, axes)
-        rows.append(_log_scan(model, labelled, path, found, truth))
+        rows.append(_log_scan(model, labelled, path, found, truth, root))
     return rows
 
 
@@ -204,12 +207,12 @@ def profile_csv(measured: Measured) -> str:
 
 
 def _log_scan(source: str, labelled: LabelledScan, labels: Path, measured: Measured,
-              truth: Measured | None) -> dict[str, object]:
+              truth: Measured | None, root: str) -> dict[str, object]:
     """One child run: tags, metrics, the profile as CSV and as a plot (truth drawn over it)."""
     params = {"source": source, "subject": labelled.subject, "trial": labelled.scan.trial,
               "labels": str(labels), "reference": str(labelled.truth)}
     metrics = scan_metrics(measured, truth)
-    with stage_run(STAGE, params=params, tags=scan_tags(source, labelled),
+    with stage_run(STAGE, params=params, tags={**scan_tags(source, labelled), DATA_ROOT_TAG: root},
                    run_name=f"{source} {labelled.key}", announce=False) as run:
         mlflow.log_metrics(metrics)
         mlflow.log_text(profile_csv(measured), PROFILE_CSV)

@@ -1,88 +1,127 @@
-"""The accuracy table as files and pictures: CSV, Markdown, an HTML heat map and a PNG."""
+"""The accuracy table as text: what is printed, CSV (numbers), Markdown and LaTeX (the heat maps,
+HTML and PNG, are in armseg.table.pictures).
+
+Human formats show each row's `mean ± SD` and `n`, and metric names with their units (hd95 in
+mm, armseg's percent_* in %). Plain string building: a 50,000-cell table formats in a fraction
+of a second.
+"""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-from matplotlib.figure import Figure
+from armseg.table.pictures import Grid, metric_header, number_text
+from armseg.table.pivot import MEAN_COLUMN, N_COLUMN, SD_COLUMN, AccuracyTable
 
-from armseg.measure.names import AREA_RMSE, SIGNED_ERRORS, measure_of
-from armseg.table.query import MEAN_COLUMN
-from armseg.tracking.contract import lower_is_better, metric_scale
-
-FORMATS = ("csv", "md", "html")
-_TABLE_STYLE = [{"selector": "", "props": "font-family: sans-serif; border-collapse: collapse;"},
-                {"selector": "td, th", "props": "padding: 4px 10px; text-align: right;"}]
+FORMATS = ("csv", "md", "tex", "html", "png")
+RUNS_SUFFIX = "_runs"  # <stem>_runs.csv: the per-scan run behind every cell
+_PRINT_SCANS_UP_TO = 20  # wider tables are printed as their summary columns only
 
 
 def output_paths(out: Path) -> dict[str, Path]:
-    """`table.csv`, `table.md` or `table` all mean table.csv + table.md + table.html."""
-    stem = out.with_suffix("") if out.suffix.lstrip(".").lower() in (*FORMATS, "htm", "markdown") else out
-    return {kind: stem.with_name(f"{stem.name}.{kind}") for kind in FORMATS}
+    """`table.csv`, `table.md` or `table` all mean table.csv/.md/.tex/.html/.png + table_runs.csv."""
+    known = (*FORMATS, "htm", "markdown", "latex")
+    stem = out.with_suffix("") if out.suffix.lstrip(".").lower() in known else out
+    paths = {kind: stem.with_name(f"{stem.name}.{kind}") for kind in FORMATS}
+    paths["runs"] = stem.with_name(f"{stem.name}{RUNS_SUFFIX}.csv")
+    return paths
 
 
-def number_text(value: float) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+def mean_sd_text(mean: float, sd: float) -> str:
+    if math.isnan(mean):
+        return "-"
+    return f"{mean:.3f}" if math.isnan(sd) else f"{mean:.3f} ± {sd:.3f}"
 
 
-def to_markdown(table: pd.DataFrame, metric: str) -> str:
-    """A GitHub-flavoured Markdown table (no extra dependency for three lines of formatting)."""
-    header = ["model", *map(str, table.columns)]
-    lines = [f"**{metric}** (rows: models, columns: scans)", "",
-             "| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * table.shape[1]) + "|"]
-    for model, row in table.iterrows():
-        lines.append("| " + " | ".join([str(model), *(number_text(v) for v in row)]) + " |")
+def caption(table: AccuracyTable) -> str:
+    roots = f"; data root {table.data_roots[0]}" if len(table.data_roots) == 1 and table.data_roots[0] else ""
+    return (f"{', '.join(metric_header(m) for m in table.metrics)} (rows: models, columns: scans{roots}; "
+            "mean ± SD and n over each row's scans)")
+
+
+def _metric_of_row(table: AccuracyTable, index: object) -> str:
+    return index[1] if isinstance(index, tuple) else table.metrics[0]
+
+
+def display_rows(table: AccuracyTable) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) as text: labels, one number per scan, `mean ± SD`, `n`."""
+    several = len(table.metrics) > 1
+    header = ["model", *(["metric"] if several else []), *table.scans, "mean ± SD", "n"]
+    scans = table.frame[table.scans].to_numpy(dtype=float)
+    rows = []
+    for position, (index, summary) in enumerate(table.frame[[MEAN_COLUMN, SD_COLUMN, N_COLUMN]].iterrows()):
+        labels = [index[0], metric_header(index[1])] if several else [str(index)]
+        rows.append([*labels, *(number_text(float(v)) for v in scans[position]),
+                     mean_sd_text(summary[MEAN_COLUMN], summary[SD_COLUMN]), str(int(summary[N_COLUMN]))])
+    return header, rows
+
+
+def to_csv(table: AccuracyTable) -> str:
+    """Numbers at full precision; mean, sd and n as three columns."""
+    return table.frame.to_csv()
+
+
+def runs_csv(table: AccuracyTable) -> str:
+    """The same grid holding the run id of every cell: where each number came from."""
+    return table.run_ids.to_csv()
+
+
+def to_text(table: AccuracyTable) -> str:
+    """What `armseg table` prints: the whole table, or its summary columns when it has many scans."""
+    header, rows = display_rows(table)
+    labels = 2 if len(table.metrics) > 1 else 1
+    if len(table.scans) > _PRINT_SCANS_UP_TO:
+        header = header[:labels] + header[-2:]
+        rows = [row[:labels] + row[-2:] for row in rows]
+    widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(text.ljust(w) if i < labels else text.rjust(w) for i, (text, w) in
+                       enumerate(zip(line, widths, strict=True))) for line in [header, *rows]]
+    return caption(table) + "\n" + "\n".join(lines) + "\n"
+
+
+def to_markdown(table: AccuracyTable) -> str:
+    """A GitHub-flavoured Markdown table."""
+    header, rows = display_rows(table)
+    labels = 2 if len(table.metrics) > 1 else 1
+    lines = [f"**{caption(table)}**", "", "| " + " | ".join(header) + " |",
+             "|" + "|".join(["---"] * labels + ["---:"] * (len(header) - labels)) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
-def _colour_map(metric: str) -> str:
-    measure = measure_of(metric)
-    if measure is not None:  # a measure is neither good nor bad; a signed error is best at 0
-        return "RdYlGn_r" if measure == AREA_RMSE else "RdBu_r" if measure in SIGNED_ERRORS else "viridis"
-    # Distances are better small, overlaps better large: the colours must say "good" the same way.
-    return "RdYlGn_r" if lower_is_better(metric) else "RdYlGn"
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "±": r"$\pm$", "²": r"$^2$"}
 
 
-def colour_range(table: pd.DataFrame, metric: str) -> tuple[float, float]:
-    """Fixed scales for bounded metrics, so the same colour means the same score in every table
-    (OpenArm's `*_percent` are fractions, armseg's `percent_*` percent)."""
-    measure = measure_of(metric)
-    scale = metric_scale(metric) if measure is None else None
-    if scale is not None:
-        return scale
-    values = table.drop(columns=MEAN_COLUMN).to_numpy(dtype=float)
-    finite = values[np.isfinite(values)]
-    if measure in SIGNED_ERRORS:  # symmetric about 0, so white means "no error"
-        reach = float(np.abs(finite).max()) if finite.size else 1.0
-        return -(reach or 1.0), reach or 1.0
-    return (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+def latex_text(text: str) -> str:
+    return "".join(_LATEX_ESCAPES.get(char, char) for char in text)
 
 
-def to_html(table: pd.DataFrame, metric: str) -> str:
-    """The table as a heat map: pandas' Styler colours the scan cells (the mean column is bold)."""
-    low, high = colour_range(table, metric)
-    styled = (table.style.background_gradient(cmap=_colour_map(metric), axis=None, vmin=low, vmax=high)
-              .format(number_text).set_caption(f"{metric} (rows: models, columns: scans)")
-              .set_properties(subset=[MEAN_COLUMN], **{"font-weight": "bold"})
-              .set_table_styles(_TABLE_STYLE))
-    return f"<!doctype html>\n<meta charset='utf-8'>\n<title>armseg {metric}</title>\n{styled.to_html()}\n"
+def to_latex(table: AccuracyTable) -> str:
+    """A booktabs `tabular` for a paper (needs \\usepackage{booktabs})."""
+    header, rows = display_rows(table)
+    labels = 2 if len(table.metrics) > 1 else 1
+    lines = [f"% armseg table: {latex_text(caption(table))}",
+             r"\begin{tabular}{" + "l" * labels + "r" * (len(header) - labels) + "}", r"\toprule",
+             " & ".join(latex_text(text) for text in header[:-1]) + r" & $n$ \\", r"\midrule"]
+    lines += [" & ".join(latex_text(text) for text in row) + r" \\" for row in rows]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
 
 
-def heatmap_figure(table: pd.DataFrame, metric: str) -> Figure:
-    """The same heat map as a picture, for the MLflow UI."""
-    values = table.to_numpy(dtype=float)
-    figure = Figure(figsize=(1.0 + 0.9 * values.shape[1], 1.0 + 0.5 * values.shape[0]), layout="constrained")
-    axis = figure.subplots()
-    low, high = colour_range(table, metric)
-    image = axis.imshow(np.ma.masked_invalid(values), cmap=_colour_map(metric), vmin=low, vmax=high,
-                        aspect="auto")
-    for (row, column), value in np.ndenumerate(values):
-        axis.text(column, row, number_text(float(value)), ha="center", va="center", fontsize=7)
-    axis.set_xticks(range(values.shape[1]), [str(c) for c in table.columns], rotation=45, ha="right")
-    axis.set_yticks(range(values.shape[0]), [str(i) for i in table.index])
-    axis.set_title(metric)
-    figure.colorbar(image, ax=axis, shrink=0.8)
-    return figure
+def grid(table: AccuracyTable) -> Grid:
+    """The table as plain values for the heat maps."""
+    header, rows = display_rows(table)
+    return Grid(caption=caption(table), metrics=list(table.metrics), header=header, rows=rows,
+                labels=2 if len(table.metrics) > 1 else 1,
+                row_metrics=[_metric_of_row(table, index) for index in table.frame.index],
+                models=list(dict.fromkeys(i[0] if isinstance(i, tuple) else i for i in table.frame.index)),
+                scans=table.scans, values=table.frame[table.scans].to_numpy(dtype=float),
+                run_ids=table.run_ids[table.scans].to_numpy(dtype=object))
+
+
+def text_files(table: AccuracyTable) -> dict[str, str]:
+    """Every file but the heat maps (`armseg.table.render` draws those)."""
+    return {"csv": to_csv(table), "md": to_markdown(table), "tex": to_latex(table), "runs": runs_csv(table)}

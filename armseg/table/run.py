@@ -1,7 +1,8 @@
 """The `table` stage: the accuracy table printed, written beside `--out` and logged in a `table` run.
 
-The files share the stem of `--out` and are each written atomically; they, and a PNG heat
-map, are also artifacts of the run, so a table is traceable to the store it came from.
+The files share the stem of `--out` (CSV, Markdown, LaTeX, HTML, a PNG heat map and
+`<stem>_runs.csv` with the run behind every cell), each written atomically; they are also
+artifacts of the run, so a table is traceable to the store it came from.
 """
 
 from __future__ import annotations
@@ -11,23 +12,38 @@ from pathlib import Path
 import mlflow
 
 from armseg.io.atomic import write_bytes_atomic
-from armseg.table.formats import heatmap_figure, number_text, output_paths, to_html, to_markdown
-from armseg.table.query import accuracy_table, check_metric
+from armseg.io.tree import data_root_key
+from armseg.table.formats import grid as table_grid
+from armseg.table.formats import output_paths, text_files, to_text
+from armseg.table.pivot import check_metric_names
+from armseg.table.query import accuracy_table
+from armseg.table.render import Renderer, draw
 from armseg.tracking.runs import stage_run
 
 
-def write_table(metric: str, out: Path, experiment_ids: list[str] | None = None) -> dict[str, Path]:
-    """Build the table of `metric`, print it, write csv/md/html beside `out` and log them in a `table` run."""
-    check_metric(metric)
+def write_table(metrics: list[str] | str, out: Path, experiment_ids: list[str] | None = None,
+                data_root: Path | str | None = "data", all_data_roots: bool = False,
+                renderer: Renderer | None = None) -> dict[str, Path]:
+    """Build the table of `metrics` for one data root (or all), print it, write it beside `out`, log it.
+
+    `renderer`, a helper started early (`armseg table` does), draws the heat maps; else they are
+    drawn here.
+    """
+    names = check_metric_names([metrics] if isinstance(metrics, str) else metrics)
     paths = output_paths(Path(out))
-    with stage_run("table", params={"metric": metric, "out": str(out)}, run_name=f"table-{metric}"):
-        table = accuracy_table(metric, experiment_ids)
-        print(f"{metric} (rows: models, columns: scans)")
-        print(table.to_string(float_format=number_text, na_rep="-"))
-        texts = {"csv": table.to_csv(), "md": to_markdown(table, metric), "html": to_html(table, metric)}
-        for kind, path in paths.items():
-            write_bytes_atomic(path, texts[kind].encode("utf-8"))
-            mlflow.log_artifact(str(path))
-        mlflow.log_figure(heatmap_figure(table, metric), f"{paths['csv'].stem}.png")
-        mlflow.log_metrics({"models": float(len(table)), "scans": float(table.shape[1] - 1)})
+    root = None if all_data_roots else data_root_key(data_root or "data")
+    params = {"metric": names, "out": str(out), "data_root": root or "all", "all_data_roots": all_data_roots}
+    with stage_run("table", params=params, run_name=f"table-{'-'.join(names)}"):
+        table = accuracy_table(names, experiment_ids, root)
+        print(to_text(table), end="")
+        files = text_files(table)
+        grid = table_grid(table)
+        files.update(renderer.pictures(grid) if renderer is not None else draw(grid))
+        for kind, content in files.items():
+            data = content if isinstance(content, bytes) else content.encode("utf-8")
+            write_bytes_atomic(paths[kind], data)
+            mlflow.log_artifact(str(paths[kind]))
+        mlflow.log_metrics({"models": float(len(table.run_ids.index.get_level_values(0).unique())),
+                            "scans": float(len(table.scans)),
+                            "cells": float((table.run_ids[table.scans] != "").to_numpy().sum())})
     return paths

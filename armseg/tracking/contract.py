@@ -48,6 +48,8 @@ ELBOW_ANGLE_TAG = "armseg.elbow_angle"
 LOAD_TAG = "armseg.load"
 MEASURE_KIND_TAG = "armseg.measure_kind"
 DEFORMATION_SOURCE_TAG = "armseg.deformation_source"
+CELLS_TAG = "armseg.cells"
+CELLS_RUN_TAG = "armseg.cells_run"
 
 # What each tag means, on which runs it appears. README lists exactly these.
 TAGS: dict[str, str] = {
@@ -84,7 +86,17 @@ TAGS: dict[str, str] = {
     LOAD_TAG: "evaluate and measure runs of trials named trial<N>_<angle>_<load>: the load",
     MEASURE_KIND_TAG: "measure runs: scan (one source and scan), agreement (the parent) or deformation",
     DEFORMATION_SOURCE_TAG: "the measure deformation run: ground_truth or the model it measured",
+    CELLS_TAG: "evaluate parent runs: `pending` while scoring, then the artifact (`cells.json`) that lists "
+               "every (model, scan) cell of its children",
+    CELLS_RUN_TAG: "evaluate per-scan runs: the parent run whose `cells.json` lists this run's cell",
 }
+
+# The accuracy table: per-(model, scan) runs of these stages are its cells. A parent that scored
+# many of them also logs them all in one artifact (CELLS_ARTIFACT, named by its CELLS_TAG), so the
+# table reads one file per parent instead of one run per cell.
+TABLE_STAGES = ("evaluate", "measure")
+CELLS_ARTIFACT = "cells.json"
+CELLS_PENDING = "pending"
 
 # Train: per epoch (step = epoch, the first is 1), then once at the end.
 EPOCH_METRICS = ("loss", "val_loss", "val_mean_iou", "epoch_seconds")
@@ -129,11 +141,6 @@ def is_evaluate_metric(name: str) -> bool:
     return re.fullmatch(f"(?:{'|'.join(STRUCTURE_KINDS)})_{_STRUCTURE_NAME}", name) is not None
 
 
-def lower_is_better(name: str) -> bool:
-    """Distances (hd95_*) are better small; every other evaluate metric better large."""
-    return name.startswith("hd95_")
-
-
 def metric_scale(name: str) -> tuple[float, float] | None:
     """The fixed range of a bounded metric: OpenArm's are fractions, armseg's *percent* are percent,
     IoU and Dice fractions; None for distances (unbounded)."""
@@ -142,3 +149,23 @@ def metric_scale(name: str) -> tuple[float, float] | None:
     if name == CLASS_AGREEMENT_METRIC or name.startswith("percent_"):
         return 0.0, 100.0
     return None
+
+
+# Units and direction of a metric from its name, for any name (evaluate's, measure's, a label
+# map's structures): `hd95_*` and `*_mm` in mm, `*_mm2_*` in mm², armseg's `percent_*` in %;
+# OpenArm's `*_percent` are fractions like the IoUs. Errors and distances are better small.
+_UNIT_WORDS = {"hd95": "mm", "mm": "mm", "mm2": "mm²"}
+_LOWER_IS_BETTER_WORDS = ("hd95", "error", "rmse", "distance", "loss")
+
+
+def metric_unit(name: str) -> str:
+    """'mm', 'mm²', '%' or '' (a fraction, a count or unknown)."""
+    words = name.lower().split("_")
+    if words[0] == "percent" or name in (CLASS_AGREEMENT_METRIC, ) or name.startswith("volume_error_"):
+        return "%"
+    return next((_UNIT_WORDS[word] for word in words if word in _UNIT_WORDS), "")
+
+
+def lower_is_better(name: str) -> bool:
+    """Distances and errors (hd95_*, *_error_*, *_rmse_*) are better small; overlaps better large."""
+    return any(word in _LOWER_IS_BETTER_WORDS for word in name.lower().split("_"))
