@@ -20,6 +20,9 @@ from mlflow.types import Schema, TensorSpec
 from armseg.io.labels import DEFAULT_LABEL_MAP, LabelMap
 from armseg.tracking.contract import GROUP_TAG, MODEL_ARTIFACT, REGISTERED_MODEL
 
+# The distributions that provide each Keras backend, the first one installed is pinned.
+BACKEND_DISTRIBUTIONS = {"tensorflow": ("tensorflow", "tensorflow-cpu"), "jax": ("jax",), "torch": ("torch",)}
+
 
 @dataclass(frozen=True)
 class InferenceInfo:
@@ -52,21 +55,29 @@ def unet_signature(num_classes: int) -> ModelSignature:
 
 
 def pip_requirements() -> list[str]:
-    """What loading the model needs, pinned to what is installed here.
+    """What loading the model needs, pinned to what is installed here: MLflow, Keras, NumPy and
+    the backend that trained it (the `.keras` file itself loads on any backend).
 
-    Given explicitly because MLflow's own inference re-imports TensorFlow in a subprocess,
+    Given explicitly because MLflow's own inference re-imports the backend in a subprocess,
     which costs ~20 s per logged model on a small CPU.
     """
+    from armseg.backend import backend_name
+
+    pins = [_installed(("mlflow", "mlflow-skinny")), f"keras=={keras.__version__}",
+            f"numpy=={np.__version__}", _installed(BACKEND_DISTRIBUTIONS.get(backend_name(), ()))]
+    return [pin for pin in pins if pin]
+
+
+def _installed(distributions: tuple[str, ...]) -> str | None:
+    """`name==version` of the first of `distributions` that is installed."""
     from importlib.metadata import PackageNotFoundError, version
 
-    pins = [f"mlflow=={version('mlflow')}", f"keras=={keras.__version__}", f"numpy=={np.__version__}"]
-    for distribution in ("tensorflow", "tensorflow-cpu"):
+    for distribution in distributions:
         try:
-            pins.append(f"{distribution}=={version(distribution)}")
-            break
+            return f"{distribution}=={version(distribution)}"
         except PackageNotFoundError:
             continue
-    return pins
+    return None
 
 
 def log_unet(model: keras.Model, info: InferenceInfo, register: bool = True) -> ModelVersion | None:

@@ -7,6 +7,7 @@ exactly, so any in-plane size is predicted voxel for voxel where the source has 
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,14 +38,34 @@ def predict_classes(
     slices = to_slices(volume, info.slice_axis)
     count, height, width = slices.shape
     classes = np.empty((count, height, width), dtype=np.uint8)
+    classify = batch_classifier(model)
     for start in range(0, count, batch_size):
         batch = slices[start:start + batch_size].astype(np.float32)[..., np.newaxis]
-        probabilities = np.asarray(model.predict_on_batch(pad_to_multiple(batch, info.pad_multiple)))
-        # argmax per batch: the float probabilities of a whole volume are never held at once.
-        classes[start:start + len(batch)] = crop_to_shape(probabilities.argmax(axis=-1), height, width)
+        predicted = classify(pad_to_multiple(batch, info.pad_multiple))
+        classes[start:start + len(batch)] = crop_to_shape(predicted, height, width)
         if on_batch is not None:
             on_batch(len(batch))
     return np.ascontiguousarray(from_slices(classes, info.slice_axis))
+
+
+def batch_classifier(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
+    """Batch of slices -> class per pixel: on the device for a functional Keras model (what is
+    logged), argmax of `predict_on_batch` on the host for anything else that has one."""
+    if not getattr(model, "outputs", None):
+        return lambda batch: np.asarray(model.predict_on_batch(batch)).argmax(axis=-1)
+    classify = class_model(model)
+    return lambda batch: np.asarray(classify.predict_on_batch(batch))
+
+
+@functools.lru_cache(maxsize=4)
+def class_model(model: keras.Model) -> keras.Model:
+    """`model` with the argmax over classes on the device that runs it: a GPU hands back one byte
+    per pixel instead of the float probabilities of every class, and the host does no argmax.
+    Cached, so a model compiles once for all the volumes it predicts."""
+    import keras
+
+    classes = keras.ops.cast(keras.ops.argmax(model.outputs[0], axis=-1), "uint8")
+    return keras.Model(model.inputs, classes, name=f"{model.name}_classes")
 
 
 def predict_file(

@@ -52,6 +52,10 @@ class EpochMetrics(MlflowCallback):
     plus the final test evaluation under a validation name.
     """
 
+    # Its batch hook does nothing at log_every_epoch; without this, Keras would read every step's
+    # logs back before dispatching the next step, and a GPU would idle between steps.
+    async_safe = True
+
     def __init__(self, resumed: bool = False):
         super().__init__(log_every_epoch=True)
         self.resumed = resumed
@@ -95,9 +99,11 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
 def best_checkpoint(folder: Path, state: TrainingState) -> keras.callbacks.ModelCheckpoint:
     """Keras's ModelCheckpoint keeping the best epoch's weights (by val_mean_iou)."""
-    return keras.callbacks.ModelCheckpoint(
+    checkpoint = keras.callbacks.ModelCheckpoint(
         str(folder / BEST_WEIGHTS), monitor=MONITOR, mode="max", save_best_only=True,
         save_weights_only=True, initial_value_threshold=state.best)
+    checkpoint.async_safe = True  # saves per epoch only: its batch hook must not stall the steps
+    return checkpoint
 
 
 class CheckpointArtifacts(keras.callbacks.Callback):
