@@ -196,9 +196,12 @@ def main() -> int:
     plain_fit = PlainFit(probe, policy, data.sets["train"])
     timed = max(1, args.epochs - 1)
     plain = plain_fit.round(timed)  # before armseg's training, and again after it: the GPU warm alike
+    print(f"[gpu_check] plain fit: {[round(speed) for speed in plain]} slices/s", flush=True)
     clock = StepClock()
     trained = train_armseg(root, args, clock)
     plain += plain_fit.round(timed)
+    print(f"[gpu_check] armseg: {[round(slices_per_epoch / s) for s in clock.seconds]} slices/s (first: "
+          f"compiling); plain fit again: {[round(speed) for speed in plain[timed:]]}", flush=True)
     ours = [slices_per_epoch / s for s in clock.seconds[1:]]
     training = {"armseg_train_slices_per_s": round(statistics.median(ours), 1),
                 "armseg_train_slices_per_s_best": round(max(ours), 1),
@@ -208,14 +211,18 @@ def main() -> int:
                 "best_val_mean_iou": round(trained.best_val_mean_iou, 4), "model_uri": trained.model_uri}
     training["ratio"] = round(statistics.median(ours) / statistics.median(plain), 3)
     results["train"] = training
-    print(f"[gpu_check] train {training}", flush=True)
+    _save(out, results)  # the training figures survive a failure further on
 
     results["predict"] = _predict_and_evaluate(trained.model_uri, root, args.predict_batch_size)
     results["imported"] = {name: name in sys.modules for name in ("tensorflow", "SimpleITK", "optuna")}
     results["seconds"] = round(time.perf_counter() - started, 1)
-    (out / "gpu_check.json").write_text(json.dumps(results, indent=2) + "\n")
+    _save(out, results)
     _report(results)
     return 0
+
+
+def _save(out: Path, results: dict) -> None:
+    (out / "gpu_check.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 def _predict_and_evaluate(model_uri: str, root: Path, batch_size: int) -> dict[str, object]:

@@ -31,7 +31,7 @@ class Placement:
 
     @property
     def replicas(self) -> int:
-        return max(1, len(self.devices)) if self.parallel else 1
+        return len(self.devices) if self.parallel else 1
 
     @property
     def parallel(self) -> bool:
