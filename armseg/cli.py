@@ -27,11 +27,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("armseg.predict.command", "segment every scan of subjects with models"),
     "evaluate": ("armseg.evaluate.command", "score predictions against ground truth"),
     "register": ("armseg.registration.command", "registration-based segmentation baseline"),
+    "measure": ("armseg.measure.command", "muscle volume, area and thickness from truth and models"),
     "table": ("armseg.table.command", "the cross-model accuracy table"),
-    "demo": ("armseg.demo.command", "synth, augment, train, predict, register, evaluate, table"),
+    "demo": ("armseg.demo.command", "synth, augment, train, predict, register, evaluate, measure, table"),
+    "import": ("armseg.openarm_import.command", "the OpenArm 2.0 download (Sub<x>/volumes) into the tree"),
+    "group": ("armseg.group.command", "assemble a training group from named scans of the subjects"),
+    "select-epoch": ("armseg.select_epoch.command", "register a chosen epoch of a train run as a model"),
 }
 # Commands that run a network: Keras (and its backend's start-up noise) is loaded for these only.
-NETWORK_COMMANDS = ("train", "tune", "predict", "demo")
+NETWORK_COMMANDS = ("train", "tune", "predict", "demo", "select-epoch")
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 

@@ -21,13 +21,17 @@ PARAMETERS = {
     "synth": {"out": "/tmp/x", "subjects": "SubA SubB", "size": "48 64", "slices": 4},
     "augment": {"group": "g", "degrees": "-10 10", "data_root": "/d", "slice-axis": 2},
     "train": {"group": "group_1_1", "base_filters": 8, "learning_rate": "1e-3", "label_map": '{"a": [0]}',
-              "rand-zoom": "0.2"},
+              "rand-zoom": "0.2", "labels": "openarm-all", "skip_empty": "false", "ckpt_n_epochs": 2},
     "tune": {"group": "g", "n_trials": 3, "epochs": 2, "search_space": "{depth: [2, 3]}"},
     "predict": {"model": "group_1_1 models:/armseg-unet@champion", "subjects": "SubC", "experiment": "e"},
-    "evaluate": {"subjects": "SubC", "metrics": "mean_iou"},
+    "evaluate": {"subjects": "SubC", "metrics": "mean_iou humerus_iou", "labels": "openarm-all"},
     "register": {"subjects": "SubC", "atlas": "trial1_0_fs", "A": "1 0 0 0 1 0 0 0 1", "t": "0 0 1"},
+    "measure": {"subjects": "SubC", "deformation_source": "ground_truth", "depth-axis": 0},
     "table": {"metric": "mean_iou", "out": "t.csv"},
     "demo": {"out": "d", "quick": "true"},
+    "import": {"source": "/downloads/openarm", "subjects": "Sub1 Sub2", "dry_run": "true"},
+    "group": {"name": "group_3_2", "scans": "SubA:trial1 SubB:trial11", "copy": "false"},
+    "select-epoch": {"run": "0123456789abcdef0123456789abcdef", "epoch": 3},
 }
 
 

@@ -44,13 +44,15 @@ def add_scan(root: Path, subject: str, trial: str, shape: tuple[int, int, int], 
     return seg
 
 
-def add_prediction(root: Path, subject: str, model: str, seg: Path, change=None, size_dir: str = "") -> Path:
-    """A prediction as `predict` writes it: raw values on the scan's grid, derived from the truth."""
+def add_prediction(root: Path, subject: str, model: str, seg: Path, change=None, size_dir: str = "",
+                   short: bool = False) -> Path:
+    """A prediction as `predict` writes it (`<trial folder>_pred_seg.nii`, or with `short` as armseg
+    wrote it before, `<trialN>_pred_seg.nii`): raw values on the scan's grid, derived from the truth."""
     reference = read_image(seg)
     classes = DEFAULT_LABEL_MAP.encode(np.asarray(reference.array), seg)
     if change is not None:
         classes = change(classes.copy())
-    trial = seg.parent.name.split("_")[0]
+    trial = seg.parent.name.split("_")[0] if short else seg.parent.name
     out = root / subject / "predictions" / size_dir / model / f"{trial}_pred_seg.nii"
     return write_like(out, DEFAULT_LABEL_MAP.decode(classes), reference)
 
@@ -78,7 +80,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for subject, seg, size_dir in (("SubA", seg_a1, ""), ("SubA", seg_a12, "over_512"), ("SubB", seg_b6, "")):
         add_prediction(root, subject, "perfect", seg, size_dir=size_dir)
         add_prediction(root, subject, "shifted", seg, shift, size_dir=size_dir)
-    add_prediction(root, "SubA", "registration-trial1", seg_a1, drop_biceps)
+    add_prediction(root, "SubA", "registration-trial1", seg_a1, drop_biceps, short=True)
     (root / "SubC").mkdir()  # neither sources nor predictions: not a default subject
     return root
 
@@ -98,8 +100,12 @@ def test_every_model_and_labelled_scan_gets_a_child_run(module_tracking: str, tr
     assert list(results.columns[-len(METRICS):]) == list(METRICS)
 
     perfect = results[results["model"] == "perfect"]
-    assert (perfect["mean_iou"] == 1).all() and (perfect["total_percent"] == 100).all()
-    assert (perfect["hd95_humerus"] == 0).all()
+    assert (perfect["class_agreement_percent"] == 100).all() and (perfect["iou_humerus"] == 1).all()
+    assert (perfect["hd95_humerus"] == 0).all() and (perfect["bicep_iou"] == 1).all()
+    # OpenArm's metrics read raw values: the truth's mislabelled 6 is not the predicted 7, and the
+    # tissues 8 and 53 a three-class model calls 0 do not match either.
+    assert (perfect["humerus_iou"] < 1).all() and (perfect["total_percent"] < 0.5).all()
+    assert perfect["mean_iou"].tolist() == pytest.approx(((perfect["humerus_iou"] + 1) / 2).tolist())
     baseline = results[results["model"] == "registration-trial1"].iloc[0]
     assert baseline["iou_biceps"] == 0 and baseline["iou_humerus"] == 1
     assert baseline["hd95_biceps"] == pytest.approx(diagonal_mm((40, 50, 4), SPACING))
@@ -108,6 +114,7 @@ def test_every_model_and_labelled_scan_gets_a_child_run(module_tracking: str, tr
     expected = segmentation_metrics(truth, shift(truth.copy()), DEFAULT_LABEL_MAP.classes, SPACING)
     row = results[(results["model"] == "shifted") & (results["scan"] == "trial6B")].iloc[0]
     assert row[list(expected)].to_dict() == pytest.approx(expected)
+    expected = {**{name: row[name] for name in METRICS[:6]}, **expected}
 
     child = mlflow.get_run(row["run_id"])
     assert child.data.tags["armseg.stage"] == "evaluate"
@@ -116,6 +123,13 @@ def test_every_model_and_labelled_scan_gets_a_child_run(module_tracking: str, tr
     assert {key: child.data.tags[key] for key in tags} == tags
     assert child.data.metrics == pytest.approx(expected)
     assert [a.path for a in mlflow.MlflowClient().list_artifacts(child.info.run_id)] == ["overlay.png"]
+    # The scan scored, as the run's MLflow dataset input (the UI's Dataset column).
+    (scored,) = child.inputs.dataset_inputs
+    assert (scored.dataset.name, scored.tags[0].value) == ("trial6B", "evaluation")
+    assert str(seg.parent.resolve()) in scored.dataset.source
+    other = mlflow.get_run(results[(results["model"] == "perfect") & (results["scan"] == "trial6B")].iloc[0][
+        "run_id"]).inputs.dataset_inputs[0].dataset
+    assert other.digest == scored.dataset.digest  # one scan, one digest, whichever model is scored
     parent = mlflow.get_run(child.data.tags["mlflow.parentRunId"])
     assert parent.data.tags["armseg.stage"] == "evaluate" and parent.info.status == "FINISHED"
     assert len(child_runs(parent.info.run_id)) == len(results)
@@ -130,17 +144,17 @@ def test_subset_of_metrics_and_models(module_tracking: str, tree: Path) -> None:
     assert list(results["scan"]) == ["trial1A"]
     child = mlflow.get_run(results["run_id"].iloc[0])
     assert set(child.data.metrics) == {"mean_iou", "hd95_biceps"}
-    assert math.isclose(child.data.metrics["mean_iou"], 0.5)
+    assert math.isclose(child.data.metrics["mean_iou"], (1596 / 1600 + 0) / 2)  # 4 voxels are raw 6
 
 
 def test_re_evaluating_replaces_cells_without_adding_rows(module_tracking: str, tree: Path,
                                                           tmp_path: Path) -> None:
-    evaluate_subjects(tree, models=["shifted"], metrics=["mean_iou"])
-    before = accuracy_table("mean_iou")
+    evaluate_subjects(tree, models=["shifted"], metrics=["iou_biceps"])
+    before = accuracy_table("iou_biceps")
     seg = tree / "SubB/prediction_sources/trial6_30_fs/trial6_30_fs_seg.nii"
     add_prediction(tree, "SubB", "shifted", seg)  # now perfect on trial6B
-    evaluate_subjects(tree, subjects=["SubB"], models=["shifted"], metrics=["mean_iou"])
-    after = accuracy_table("mean_iou")
+    evaluate_subjects(tree, subjects=["SubB"], models=["shifted"], metrics=["iou_biceps"])
+    after = accuracy_table("iou_biceps")
     assert list(after.index) == list(before.index) == ["perfect", "registration-trial1", "shifted"]
     assert list(after.columns) == ["trial1A", "trial12A", "trial6B", "mean"]
     assert before.loc["shifted", "trial6B"] < 1 and after.loc["shifted", "trial6B"] == 1
@@ -150,6 +164,7 @@ def test_re_evaluating_replaces_cells_without_adding_rows(module_tracking: str, 
 @pytest.mark.parametrize(("kwargs", "message", "failed_run"), [
     ({"metrics": ["mean_iou", "recall"]}, r"--metrics: unknown recall \(valid: mean_iou, total_percent",
      False),
+    ({"metrics": ["iou"]}, r"--metrics: unknown iou \(valid: .* iou_<structure>", False),
     ({"models": ["group_9_9"]}, r"group_9_9: no predictions .*: perfect, registration-trial1, shifted\)",
      True),
     ({"subjects": ["SubQ"]}, r"subject 'SubQ' not found", True),

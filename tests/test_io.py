@@ -16,6 +16,7 @@ from armseg.io.labels import DEFAULT_LABEL_MAP, LabelMap
 from armseg.io.pairs import read_labelled_scan
 from armseg.io.tree import (
     find_group,
+    find_prediction,
     group_scans,
     is_augmented,
     list_groups,
@@ -142,11 +143,18 @@ def test_ambiguous_group_is_an_error(tmp_path: Path) -> None:
         find_group(tmp_path, "group_1")
 
 
-def test_augmented_folders_are_recognised() -> None:
-    assert is_augmented("trial1_0_fs_rot10") and is_augmented("trial1_0_fs_rot-5")
-    assert is_augmented("trial1_0_fs_a2s0.5_ed") and is_augmented("trial1_0_fs_ed")
-    assert not is_augmented("trial1_0_fs") and not is_augmented("trial1_red_arm")
-    assert source_trial("trial1_0_fs_rot-5") == "trial1_0_fs"
+@pytest.mark.parametrize("name", ["trial1_0_fs_ed", "trial1_0_fs_rot", "trial1_0_fs_rot-10",
+                                  "trial1_0_fs_rot10", "trial1_0_fs_ROT", "trial1_0_fs_a4_s10_ed",
+                                  "trial1_0_fs_rot7.5"])
+def test_augmented_folders_are_recognised(name: str) -> None:
+    """OpenArm's `_ed` and bare `_rot`, and armseg's `_rot<degrees>` and `_a<alpha>_s<sigma>_ed`."""
+    assert is_augmented(name) and source_trial(name) == "trial1_0_fs"
+
+
+def test_original_folders_are_not_augmented() -> None:
+    for name in ("trial1_0_fs", "trial1_red_arm", "trial1_0_fs_rotated", "trial1_0_fs_edge",
+                 "trial1_0_fs_SubB"):
+        assert not is_augmented(name) and source_trial(name) == name
     assert scan_key("trial6_30_fs", "SubB") == "trial6B"
 
 
@@ -174,6 +182,23 @@ def test_prediction_sources_with_and_without_size_folders(tmp_path: Path) -> Non
         ("trial1_0_fs", None), ("trial3_0_fs", "over_512"), ("trial2_0_fs", "under_512")]
     assert scans[2].segmentation is None
     assert prediction_path(tmp_path, "SubB", "group_1_1", scans[1]) == (
-        tmp_path / "SubB/predictions/over_512/group_1_1/trial3_pred_seg.nii")
+        tmp_path / "SubB/predictions/over_512/group_1_1/trial3_0_fs_pred_seg.nii")
     with pytest.raises(ArmsegError, match="subjects there: SubB"):
         prediction_sources(tmp_path, "SubZ")
+
+
+def test_a_prediction_is_found_by_openarms_name_or_by_trial_number(tmp_path: Path) -> None:
+    """`trial1_0_fs_pred_seg.nii` (OpenArm's predict_all_segs) first; `trial1_pred_seg.nii` when alone."""
+    sources = tmp_path / "SubB/prediction_sources"
+    make_trial(sources / "trial1_0_fs")
+    make_trial(sources / "trial6_30_fs")
+    make_trial(sources / "trial6_30_gc")
+    scans = prediction_sources(tmp_path, "SubB")
+    folder = tmp_path / "SubB/predictions/group_1_1"
+    assert find_prediction(tmp_path, "SubB", "group_1_1", scans[0], scans) is None
+    short = save(folder / "trial1_pred_seg.nii", np.zeros((10, 12, 3), np.uint8))
+    assert find_prediction(tmp_path, "SubB", "group_1_1", scans[0], scans) == short
+    full = save(folder / "trial1_0_fs_pred_seg.nii", np.zeros((10, 12, 3), np.uint8))
+    assert find_prediction(tmp_path, "SubB", "group_1_1", scans[0], scans) == full
+    save(folder / "trial6_pred_seg.nii", np.zeros((10, 12, 3), np.uint8))  # whose? two trial6 scans
+    assert [find_prediction(tmp_path, "SubB", "group_1_1", scan, scans) for scan in scans[1:]] == [None, None]

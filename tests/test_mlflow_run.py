@@ -41,3 +41,31 @@ def test_mlflow_run_logs_into_its_own_run_and_fails_it_on_a_mistake(tracking: st
     assert augment.info.status == "FAILED"
     assert "group 'group_9' not found" in augment.data.tags["armseg.error"]
     assert (tmp_path / "data" / "training_groups").is_dir()
+
+
+@pytest.mark.slow
+def test_an_unknown_p_key_fails_the_run_mlflow_opened_naming_it(tracking: str, tmp_path: Path) -> None:
+    failed = mlflow_run(tracking, "synth", f"out={tmp_path / 'data'}", "slices=4", "slcies=4")
+    assert failed.returncode != 0 and "unrecognized arguments: --slcies 4" in failed.stderr
+    (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert run.info.status == "FAILED"
+    assert run.data.tags["armseg.stage"] == "synth"
+    assert "--slcies" in run.data.tags["armseg.error"]
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.slow
+def test_p_spellings_are_one_parameter_in_one_canonical_form(tracking: str, tiny_tree: Path) -> None:
+    done = mlflow_run(tracking, "train", f"data_root={tiny_tree}", "group=group_1_1", "epochs=1", "depth=2",
+                      "base-filters=4", "learning_rate=2e-3", "keep_percent=100", "precision=float32",
+                      "patience=0", "random_transforms=false")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    params = run.data.params
+    # MLflow logs each -P as written before armseg starts; armseg adds the canonical name...
+    assert params["base-filters"] == "4" and params["base_filters"] == "4"
+    # ...and, where MLflow already holds the name with another text, the canonical values go beside.
+    assert params["learning_rate"] == "2e-3"
+    canonical = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/canonical_params.json")
+    assert canonical["learning_rate"] == "0.002" and canonical["base_filters"] == "4"
+    assert canonical["keep_percent"] == "100.0" and canonical["epochs"] == "1"

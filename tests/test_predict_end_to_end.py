@@ -14,14 +14,17 @@ from armseg.cli import main
 
 @pytest.mark.slow
 def test_group_to_table(tracking: str, tiny_tree: Path, tmp_path: Path) -> None:
-    from armseg.model.registry import InferenceInfo, log_unet
+    from armseg.io.tree import data_root_key
+    from armseg.model.registry import InferenceInfo, log_unet, register_run_model
     from armseg.model.unet import build_unet
 
-    # Plumbing, not accuracy: an untrained U-Net, logged like `armseg train` logs one.
-    with mlflow.start_run():
-        mlflow.set_tags({"armseg.stage": "train", "armseg.group": "group_1_1"})
-        log_unet(build_unet(depth=2, base_filters=4), InferenceInfo(pad_multiple=4, group="group_1_1"))
     root = shutil.copytree(tiny_tree, tmp_path / "data")  # the session tree stays read-only
+    # Plumbing, not accuracy: an untrained U-Net, logged like `armseg train` logs one.
+    with mlflow.start_run() as run:
+        mlflow.set_tags({"armseg.stage": "train", "armseg.group": "group_1_1",
+                         "armseg.data_root": data_root_key(root)})
+        log_unet(build_unet(depth=2, base_filters=4), InferenceInfo(pad_multiple=4, group="group_1_1"))
+    register_run_model(run.info.run_id, "train")
 
     # MLproject spelling: every value a string, lists space-separated.
     assert main(["predict", "--data-root", str(root), "--model", "group_1_1 models:/armseg-unet/1",

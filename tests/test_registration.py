@@ -17,6 +17,7 @@ from armseg.errors import ArmsegError
 from armseg.io.images import read_image, write_volume
 from armseg.io.itk import from_itk, to_itk
 from armseg.io.tree import find_labelled_trial, prediction_path, prediction_sources
+from armseg.predict.sidecar import read_sidecar
 from armseg.registration.batch import register_subjects
 from armseg.registration.pipeline import register_pair
 from armseg.registration.settings import RegistrationSettings
@@ -236,7 +237,10 @@ def test_batch_writes_a_model_folder_and_skips_the_atlas(tree: Path, tracking: s
     scans = prediction_sources(tree, "SubA")
     expected = [prediction_path(tree, "SubA", "registration-trial1_0_fs", s) for s in scans
                 if s.trial != "trial1_0_fs"]  # the atlas is a byte copy of SubA's trial1: skipped
-    assert sorted(p for p in (tree / "SubA" / "predictions").rglob("*") if p.is_file()) == sorted(expected)
+    folder = tree / "SubA" / "predictions" / "registration-trial1_0_fs"
+    sidecars = sorted(p for p in (tree / "SubA" / "predictions").rglob("armseg_model.json"))
+    assert sorted(p for p in (tree / "SubA" / "predictions").rglob("*_pred_seg.nii")) == sorted(expected)
+    assert sidecars == [folder / "armseg_model.json"]
     for scan in scans:
         if scan.trial != "trial1_0_fs":
             source = read_image(scan.volume)
@@ -248,6 +252,9 @@ def test_batch_writes_a_model_folder_and_skips_the_atlas(tree: Path, tracking: s
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 1 and len(children) == len(expected)
     assert parents[0].data.tags["armseg.model"] == "registration-trial1_0_fs"
+    record = read_sidecar(folder)  # the baseline's record: the register run, no model URI
+    assert (record.model_uri, record.run_id, record.version, record.folder) == (
+        None, parents[0].info.run_id, None, "registration-trial1_0_fs")
     assert {r.data.tags["armseg.scan"] for r in children} == {f"{s.trial_id}A" for s in scans} - {"trial1A"}
     assert all(r.info.status == "FINISHED" and r.data.tags["armseg.stage"] == "register" for r in runs)
     stamps = {p: p.stat().st_mtime_ns for p in expected}

@@ -111,7 +111,7 @@ def test_defaults_typing_and_required_group() -> None:
     config = resolve_config({"group": "g", "include_augmented": "false", "total_keep": "None",
                              "batch_size": "4", "label_map": '{"background": [0], "bone": [7]}'})
     assert config.include_augmented is False and config.total_keep is None and config.batch_size == 4
-    assert config.labels.classes == ("background", "bone")
+    assert config.label_mapping.classes == ("background", "bone")
     assert resolve_config({"group": "g"}) == TrainConfig(group="g")
     with pytest.raises(ArmsegError, match="--group is required"):
         resolve_config({"group": ""})
@@ -129,3 +129,20 @@ def test_auto_precision_follows_cpu_flags() -> None:
     assert resolve_precision("auto", {"avx512_bf16"}) == "mixed_bfloat16"
     assert resolve_precision("auto", {"avx2"}) == "float32"  # this test machine has no GPU
     assert resolve_precision("float32", {"amx_bf16"}) == "float32"
+
+
+def test_label_presets_and_openarms_checkpoint_key() -> None:
+    default = resolve_config({"group": "g"})
+    assert default.label_mapping.classes == ("background", "humerus", "biceps") and default.skip_empty
+    every = resolve_config({"group": "g", "labels": "openarm-all", "skip_empty": "false",
+                            "ckpt_n_epochs": "2"})
+    assert every.label_mapping.classes == ("background", "humerus", "tissue_8", "tissue_9", "tissue_45",
+                                           "tissue_51", "biceps", "tissue_53", "tissue_68")
+    assert every.label_mapping.raw_values["humerus"] == (7, 6, 1)  # the known mislabels still read as 7
+    assert every.skip_empty is False and every.ckpt_n_epochs == 2
+    with pytest.raises(ArmsegError, match="--labels openarm-some: unknown preset .*openarm, openarm-all"):
+        resolve_config({"group": "g", "labels": "openarm-some"})
+    with pytest.raises(ArmsegError, match="--labels and --label-map both given"):
+        resolve_config({"group": "g", "labels": "openarm", "label_map": '{"background": [0], "b": [7]}'})
+    with pytest.raises(ArmsegError, match="--ckpt-n-epochs"):
+        resolve_config({"group": "g", "ckpt_n_epochs": "-1"})

@@ -210,3 +210,72 @@ def test_sparse_dice_equals_the_one_hot_formula() -> None:
     ce = -np.log(np.take_along_axis(probabilities, truth[..., None], -1)).mean()
     assert combined == pytest.approx(ce + expected, rel=1e-4)
     assert float(make_loss("dice", 3)(truth, np.eye(3, dtype=np.float32)[truth])) < 0.01
+
+
+@pytest.mark.parametrize("suffix", ["_ed", "_rot", "_rot-10", "_rot10"])
+def test_no_augmented_copy_of_a_held_out_scan_trains(suffix: str) -> None:
+    """OpenArm marked copies `_ed` or bare `_rot`; armseg's rotations say their degrees. None may leak."""
+    originals = [f"trial{i}_0_fs" for i in range(1, 6)]
+    scans = [scan(n) for n in originals] + [scan(n + suffix) for n in originals]
+    split = plan_split(scans, {s.trial: 10 for s in scans}, config())
+    held = set(trials(split, "val")) | set(trials(split, "test"))
+    assert held and held <= set(originals)
+    assert not [t for t in trials(split, "train") if t.removesuffix(suffix) in held]
+    assert len(trials(split, "train")) == 2 * (len(originals) - len(held))
+
+
+def test_unlabelled_slices_are_left_out_of_every_split_and_counted() -> None:
+    scans = [scan(f"trial{i}_x") for i in range(1, 6)]
+    lengths = {s.trial: 40 for s in scans}
+    labelled = {s.trial: np.arange(10, 30) for s in scans}  # segmented over half of the arm
+    labelled["trial5_x"] = np.array([], dtype=int)  # not segmented at all
+    split = plan_split(scans, lengths, config(seed=3), labelled)
+    assert "trial5_x" not in trials(split, "val") + trials(split, "test") + trials(split, "train")
+    for name in ("train", "val", "test"):
+        for part in split.parts[name]:
+            assert part.indices.min() >= 10 and part.indices.max() < 30
+    assert split.count("train") + split.count("val") + split.count("test") == 4 * 20
+    assert split.skipped_empty == 4 * 20 + 40
+    assert split.describe()["skipped_unlabelled_slices"]["trial5_x"] == 40
+    kept = plan_split(scans, lengths, config(seed=3))
+    assert kept.skipped_empty == 0 and kept.count("train") + kept.count("val") + kept.count("test") == 200
+
+
+def test_one_partly_labelled_scan_is_cut_into_blocks_along_its_labelled_slices() -> None:
+    scans = [scan("trial1_0_fs"), scan("trial1_0_fs_rot")]
+    lengths = {"trial1_0_fs": 100, "trial1_0_fs_rot": 100}
+    labelled = {"trial1_0_fs": np.arange(50, 100), "trial1_0_fs_rot": np.arange(52, 100)}
+    split = plan_split(scans, lengths, config(), labelled)
+    assert split.mode == "by_block"
+    blocks = {name: np.concatenate([p.indices for p in split.parts[name] if p.scan.trial == "trial1_0_fs"])
+              for name in ("train", "val", "test")}
+    assert blocks["train"].min() == 50 and blocks["train"].max() < blocks["val"].min() - 2
+    assert blocks["val"].max() < blocks["test"].min() - 2 and blocks["test"].max() <= 99
+    copy = next(p for p in split.parts["train"] if p.scan.trial == "trial1_0_fs_rot")
+    assert copy.indices.min() == 52 and set(copy.indices) <= set(blocks["train"])
+    with pytest.raises(ArmsegError, match="all 0"):
+        plan_split(scans, lengths, config(), {"trial1_0_fs": np.array([], int),
+                                              "trial1_0_fs_rot": np.arange(3)})
+
+
+def test_load_group_skips_unlabelled_slices_unless_told(tiny_tree: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import nibabel as nib
+
+    group = tmp_path / "data" / "training_groups" / "group_9" / "group_9_1"
+    source = group_folder(TrainConfig(group="group_1_2", data_root=str(tiny_tree)))
+    shutil.copytree(source, group)
+    seg = next(group.glob("trial1_0_fs/*_seg.nii"))
+    image = nib.load(str(seg))
+    labels = np.asarray(image.dataobj).copy()
+    labels[..., :5] = 0  # the first 5 of 12 slices were never segmented
+    nib.save(nib.Nifti1Image(labels, image.affine, image.header), str(seg))
+    cfg = TrainConfig(group="group_9_1", data_root=str(tmp_path / "data"), keep_percent=100)
+    data = load_group(cfg, pad_multiple=16, progress=False)
+    assert data.split.skipped_empty == 5 and '"trial1_0_fs": 5' in data.split_json()
+    total = sum(len(data.sets[name]) for name in ("train", "val", "test"))
+    assert total == 4 * 12 - 5
+    everything = load_group(cfg.replace(skip_empty=False), pad_multiple=16, progress=False)
+    assert everything.split.skipped_empty == 0
+    assert sum(len(everything.sets[name]) for name in ("train", "val", "test")) == 4 * 12

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import zipfile
 from pathlib import Path
 
 import keras
@@ -36,6 +37,16 @@ def artifact_paths(run_id: str) -> set[str]:
         for item in client.list_artifacts(run_id, folders.pop()):
             (folders.append(item.path) if item.is_dir else found.add(item.path))
     return found
+
+
+FINAL_ARTIFACTS = {"learning_curve.png", "overlays/val_overlays.png", "overlays/augmentation_examples.png",
+                   "split.json", "model_summary.txt", "checkpoints/resume.zip"}
+
+
+def checkpoint_names(run_id: str) -> list[str]:
+    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="checkpoints/resume.zip")
+    with zipfile.ZipFile(path) as packed:
+        return sorted(packed.namelist())
 
 
 class Stop(keras.callbacks.Callback):
@@ -82,16 +93,38 @@ def test_cli_train_with_an_ini_logs_the_contract_and_registers_the_model(
     assert source_run == run_id
     version_tags = dict(db.execute("SELECT key, value FROM model_version_tags WHERE name = ? AND version = ?",
                                    (REGISTERED_MODEL, version)))
-    assert version_tags["armseg.group"] == "group_1_2"
+    assert version_tags == {"armseg.group": "group_1_2", "armseg.made_by": "train",
+                            "armseg.data_root": str(tiny_tree.resolve())}
+    assert tags["armseg.data_root"] == str(tiny_tree.resolve())
+    described = mlflow.MlflowClient().get_model_version(REGISTERED_MODEL, version).description
+    facts = ("group_1_2", str(tiny_tree.resolve()), "Best val_mean_iou", "of 2 run", run_id, '"biceps": [52]')
+    for fact in facts:
+        assert fact in described, fact
 
-    assert {"learning_curve.png", "overlays/val_overlays.png", "split.json", "checkpoints/last.keras",
-            "checkpoints/state.json", "checkpoints/best.weights.h5"} <= artifact_paths(run_id)
+    # The kept weights: best_val_mean_iou is the top of the validation history, at best_epoch.
+    history = mlflow.MlflowClient().get_metric_history(run_id, "val_mean_iou")
+    top = max(history, key=lambda m: (m.value, -m.step))
+    finished = mlflow.get_run(run_id)
+    assert finished.data.metrics["best_val_mean_iou"] == top.value
+    assert finished.data.metrics["best_epoch"] == top.step
+
+    # Lineage: the splits as MLflow dataset inputs named after the group.
+    inputs = {i.tags[0].value if i.tags else None: i.dataset for i in finished.inputs.dataset_inputs}
+    assert set(inputs) == {"training", "validation", "test"}
+    assert {d.name for d in inputs.values()} == {"group_1_2"}
+    assert len({d.digest for d in inputs.values()}) == 3
+    assert str(tiny_tree.resolve()) in inputs["training"].source and "group_1_2" in inputs["training"].source
+
+    # One copy of the network (the logged model) and one resume checkpoint: the last model and state.
+    assert artifact_paths(run_id) == FINAL_ARTIFACTS
+    assert checkpoint_names(run_id) == ["last.keras", "state.json"]
     model, info = load_unet(f"models:/{REGISTERED_MODEL}/{version}")
     assert (info.pad_multiple, info.group, info.slice_axis) == (4, "group_1_2", 2)
     probabilities = model.predict(np.full((1, 48, 64, 1), 90, np.float32), verbose=0)
     assert probabilities.shape == (1, 48, 64, 3) and probabilities.dtype == np.float32
     signature = mlflow.models.get_model_info(f"models:/{REGISTERED_MODEL}/{version}").signature
-    assert signature is not None and signature.inputs.to_dict()[0]["name"] == "image"
+    assert signature.outputs.to_dict()[0]["name"] == "labels" and signature.params.to_dict()[0]["name"] == \
+        "slice_axis"
 
 
 @pytest.mark.slow
@@ -114,7 +147,11 @@ def test_a_pruned_run_ends_killed_and_resume_finishes_it_like_an_uninterrupted_o
     finished = mlflow.get_run(result.run_id)
     assert finished.info.status == "FINISHED" and "armseg.error" not in finished.data.tags
     assert finished.data.tags["armseg.resumed_at_epoch"] == "3"
-    assert {"learning_curve.png", "overlays/val_overlays.png"} <= artifact_paths(result.run_id)
+    # The same artifacts as an uninterrupted run: no checkpoint left behind holding the best weights.
+    assert artifact_paths(result.run_id) == FINAL_ARTIFACTS
+    assert checkpoint_names(result.run_id) == ["last.keras", "state.json"]
+    contexts = sorted(i.tags[0].value for i in finished.inputs.dataset_inputs)
+    assert contexts == ["test", "training", "validation"]  # resuming logs no duplicate inputs
 
 
 def test_cli_errors_are_one_line_and_fail_the_run(tracking: str, tiny_tree: Path,

@@ -33,6 +33,11 @@ def request(tree: Path, storage: str, **changes) -> TuneRequest:
     return TuneRequest(**{**values, **changes})
 
 
+def registered() -> dict[str, str]:
+    """Version -> the run it was registered from."""
+    return {v.version: v.run_id for v in mlflow.MlflowClient().search_model_versions("name = 'armseg-unet'")}
+
+
 def children(parent_id: str) -> list[mlflow.entities.Run]:
     return mlflow.search_runs(search_all_experiments=True, output_format="list",
                               filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
@@ -54,11 +59,14 @@ def test_space_defaults_overrides_and_errors() -> None:
 
 
 def test_trials_nest_under_one_parent_resume_and_crown_the_best(tiny_tree: Path, tracking: str,
-                                                                 tmp_path: Path) -> None:
+                                                                 tmp_path: Path, capsys) -> None:
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     first = tune(request(tiny_tree, storage, n_trials=1))
+    assert len(registered()) == 1  # the best (only) trial's version
     result = tune(request(tiny_tree, storage, n_trials=2))  # same study: runs only the missing trial
+    after_result = registered()
     again = tune(request(tiny_tree, storage, n_trials=2))
+    assert registered() == after_result  # crowning the same best trial again adds no version
     assert (first.trials_run_here, result.trials_run_here, again.trials_run_here) == (1, 1, 0)
     assert first.parent_run_id == result.parent_run_id == again.parent_run_id
 
@@ -66,6 +74,14 @@ def test_trials_nest_under_one_parent_resume_and_crown_the_best(tiny_tree: Path,
     assert len(runs) == 2 and all(r.data.tags["armseg.stage"] == "train" for r in runs)
     assert all(r.info.status == "FINISHED" and "val_mean_iou" in r.data.metrics for r in runs)
     assert sorted(r.data.tags["armseg.trial_number"] for r in runs) == ["0", "1"]
+    # One number per trial: Optuna's, in the run's name and tag and in the output.
+    assert all(r.info.run_name == f"s-trial-{r.data.tags['armseg.trial_number']}" for r in runs)
+    assert all(r.data.tags["armseg.study"] == "s" and r.outputs.model_outputs for r in runs)
+    printed = capsys.readouterr().out
+    assert "trial 0 of study s" in printed and "trial 1 of study s" in printed and "trial 2" not in printed
+    # Every trial logged its model; a version exists only for a trial that was the best when crowned.
+    assert len(after_result) == len(set(after_result.values())) <= 2
+    assert set(after_result.values()) <= {r.info.run_id for r in runs}
     parent = mlflow.get_run(result.parent_run_id)
     assert parent.data.tags["armseg.stage"] == "tune" and parent.info.status == "FINISHED"
     champion = mlflow.MlflowClient().get_model_version_by_alias("armseg-unet", "champion")
@@ -73,6 +89,12 @@ def test_trials_nest_under_one_parent_resume_and_crown_the_best(tiny_tree: Path,
     study = optuna.load_study(study_name="s", storage=storage)
     best_run = mlflow.get_run(study.best_trial.user_attrs["mlflow_run_id"])
     assert champion.run_id == best_run.info.run_id
+    assert parent.data.tags["armseg.best_trial"] == str(study.best_trial.number)
+    assert best_run.info.run_name == f"s-trial-{study.best_trial.number}"
+    assert {k: champion.tags[k] for k in ("armseg.made_by", "armseg.study", "armseg.group")} == {
+        "armseg.made_by": "tune", "armseg.study": "s", "armseg.group": "group_1_1"}
+    assert "best trial of tune study s" in champion.description
+    assert best_run.info.run_id in champion.description
     assert best_run.data.metrics["val_mean_iou"] <= study.best_value + 1e-9
     assert best_run.data.params["dropout"] == str(study.best_trial.params["dropout"])
     assert best_run.data.params["epochs"] == "2"  # a parameter given to tune is held fixed
@@ -192,5 +214,7 @@ def test_two_workers_share_a_postgres_study_and_an_mlflow_server(tiny_tree: Path
         assert mlflow.get_run(parent_id).info.status == "FINISHED"
         champion = mlflow.MlflowClient().get_model_version_by_alias("armseg-unet", "champion")
         assert champion.run_id == study.best_trial.user_attrs["mlflow_run_id"]
+        # Both workers crown at the end: still one version, of the best trial, not one per worker.
+        assert list(registered().values()) == [champion.run_id]
     finally:
         mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))

@@ -15,8 +15,10 @@ from matplotlib.patches import Patch
 
 from armseg.io.geometry import to_slices
 
-# Class 0 transparent; humerus orange, biceps cyan; further classes cycle through the rest.
-_COLOURS = ["#ff9f1c", "#2ec4b6", "#e71d36", "#9b5de5", "#f15bb5"]
+# Class 0 transparent; then one colour per structure of the model's map, in its order (the default
+# map: humerus orange, biceps cyan; `openarm-all` has eight structures, each its own colour).
+_COLOURS = ["#ff9f1c", "#2ec4b6", "#e71d36", "#9b5de5", "#f15bb5", "#fee440", "#00bbf9", "#8ac926",
+            "#ffffff"]
 
 
 def chosen_slices(reference: np.ndarray, prediction: np.ndarray, count: int = 4) -> np.ndarray:

@@ -13,6 +13,7 @@ from armseg.errors import ArmsegError
 from armseg.io.tree import (
     SIZE_DIRS,
     Scan,
+    find_prediction,
     natural_key,
     prediction_path,
     prediction_sources,
@@ -68,16 +69,35 @@ def models_to_score(present: dict[str, list[str]], models: list[str] | None) -> 
 
 def pair_predictions(data_root: Path | str, subjects: list[str], models: list[str],
                      present: dict[str, list[str]]) -> tuple[list[Evaluation], list[Evaluation]]:
-    """(pairs with a prediction file, pairs whose model skipped that scan), scan by scan."""
+    """(pairs with a prediction file, pairs whose model skipped that scan), scan by scan.
+
+    A prediction is `<trial folder>_pred_seg.nii` (OpenArm's name, what predict writes) or the
+    older `<trialN>_pred_seg.nii`; a missing one is reported under OpenArm's name.
+    """
     found, missing = [], []
     for subject in subjects:
-        labelled = [scan for scan in prediction_sources(data_root, subject) if scan.segmentation is not None]
+        scans = prediction_sources(data_root, subject)
+        labelled = [scan for scan in scans if scan.segmentation is not None]
+        refuse_shared_columns(subject, labelled)
         for scan in sorted(labelled, key=lambda s: natural_key(s.trial)):
             # A model that never predicted this subject is not a gap worth a line per scan.
             for model in (m for m in models if m in present[subject]):
-                path = prediction_path(data_root, subject, model, scan)
-                (found if path.is_file() else missing).append(Evaluation(model, subject, scan, path))
+                path = find_prediction(data_root, subject, model, scan, scans)
+                where = path or prediction_path(data_root, subject, model, scan)
+                (missing if path is None else found).append(Evaluation(model, subject, scan, where))
     return found, missing
+
+
+def refuse_shared_columns(subject: str, scans: list[Scan]) -> None:
+    """Two labelled scans of one subject with one trial number would share a table column
+    (`trial6B`, OpenArm's naming): the newer score would silently hide the other."""
+    seen: dict[str, Scan] = {}
+    for scan in scans:
+        other = seen.setdefault(scan.trial_id, scan)
+        if other is not scan:
+            raise ArmsegError(f"{other.folder} and {scan.folder}: both are {scan.trial_id} of {subject}, so "
+                              f"both would be the table column {scan_key(scan.trial, subject)}; give each "
+                              "trial its own number")
 
 
 def find_evaluations(data_root: Path | str, subjects: list[str] | None = None,

@@ -118,6 +118,18 @@ def write_volume(path: Path | str, array: np.ndarray, affine: np.ndarray) -> Pat
     return save_atomically(image, Path(path))
 
 
+def nifti_bytes(array: np.ndarray, affine: np.ndarray) -> bytes:
+    """A .nii file in memory, voxels in their own dtype, placed by `affine` (RAS mm) in both the
+    qform and the sform (code 1, scanner), so every reader (nibabel, ITK, ITK-SNAP) agrees on where
+    the scan lies; written with `io.atomic.write_bytes_atomic`."""
+    image = nib.Nifti1Image(np.asarray(array), np.asarray(affine, dtype=float))
+    image.set_data_dtype(np.asarray(array).dtype)
+    image.header.set_xyzt_units("mm")
+    image.set_qform(image.affine, code=1)
+    image.set_sform(image.affine, code=1)
+    return image.to_bytes()
+
+
 def save_atomically(image: nib.Nifti1Image, path: Path) -> Path:
     """Save under a hidden temporary name, then rename: readers never see a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,12 @@
 """Raw OpenArm label values <-> the network's class indices, by lookup table.
 
-OpenArm segmentations carry raw values (0, 7, 8, 9, 45, 51, 52, 53, 68); the network learns
-classes 0 = background, 1 = humerus, 2 = biceps. Raw 6 and 1 are known mislabels of the
-humerus (7). Every other known tissue is background to the network. A value the map does
-not know is an error: silently calling it background would hide a labelling mistake.
+OpenArm segmentations carry raw values (0, 7, 8, 9, 45, 51, 52, 53, 68). Two presets name the
+usual maps (`--labels`): `openarm`, armseg's default, learns 0 = background, 1 = humerus,
+2 = biceps, every other known tissue being background; `openarm-all` learns every raw value
+as its own class, as OpenArm's own network did (nine classes, in raw-value order). In both,
+raw 6 and 1 are known mislabels of the humerus (7). Anything else is a JSON `--label-map`.
+A value the map does not know is an error: silently calling it background would hide a
+labelling mistake.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from armseg.errors import ArmsegError
+from armseg.model.choices import LABEL_PRESETS
 
 HUMERUS_RAW = 7
 BICEPS_RAW = 52
@@ -121,3 +125,58 @@ def integer_labels(raw: np.ndarray, source: Path | str) -> np.ndarray:
 
 
 DEFAULT_LABEL_MAP = LabelMap()
+
+
+def tissue_name(raw: int) -> str:
+    """The class name of a raw value in `openarm-all`: OpenArm names only 7 and 52."""
+    return {0: "background", HUMERUS_RAW: "humerus", BICEPS_RAW: "biceps"}.get(raw, f"tissue_{raw}")
+
+
+def _every_tissue() -> LabelMap:
+    names = tuple(tissue_name(raw) for raw in OPENARM_RAW_VALUES)
+    raw_values = {tissue_name(raw): (raw,) for raw in OPENARM_RAW_VALUES}
+    raw_values["humerus"] = (HUMERUS_RAW, *KNOWN_MISLABELS)
+    return LabelMap(classes=names, raw_values=raw_values)
+
+
+OPENARM_ALL_LABEL_MAP = _every_tissue()
+DEFAULT_PRESET = "openarm"
+PRESETS: dict[str, LabelMap] = {DEFAULT_PRESET: DEFAULT_LABEL_MAP, "openarm-all": OPENARM_ALL_LABEL_MAP}
+assert tuple(PRESETS) == LABEL_PRESETS  # the names --help shows without importing numpy
+
+
+def preset(name: str, flag: str = "--labels") -> LabelMap:
+    """A named label map; an unknown name lists the presets."""
+    found = PRESETS.get(str(name).strip().lower())
+    if found is None:
+        raise ArmsegError(f"{flag} {name}: unknown preset (presets: {', '.join(PRESETS)}; "
+                          "--label-map takes any other map as JSON)")
+    return found
+
+
+def choose_label_map(labels: str | None, label_map: str | None) -> LabelMap | None:
+    """`--labels PRESET` or `--label-map JSON` (not both); None when neither is given."""
+    labels = labels.strip() if labels and labels.strip() else None
+    label_map = label_map.strip() if label_map and label_map.strip() else None
+    if labels and label_map:
+        raise ArmsegError("--labels and --label-map both given; give one (a preset or a JSON map)")
+    if label_map:
+        return LabelMap.from_json(label_map)
+    return preset(labels) if labels else None
+
+
+def preset_name(label_map: LabelMap) -> str | None:
+    """The preset a map is, if it is one (for messages and logged parameters)."""
+    return next((name for name, known in PRESETS.items() if known == label_map), None)
+
+
+def smallest_preset_holding(values: set[int]) -> LabelMap | None:
+    """The first preset whose written values include all `values`: which map made a prediction
+    whose model is unknown (OpenArm's own, a copied folder). None when no preset explains them.
+    The known mislabels (6, 1) count as the humerus they stand for."""
+    values = {KNOWN_MISLABELS.get(value, value) for value in values}
+    for known in PRESETS.values():
+        written = {known.written_value(index) for index in range(known.num_classes)}
+        if values <= written:
+            return known
+    return None

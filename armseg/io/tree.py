@@ -3,7 +3,7 @@
     <root>/training_groups/<group_j>/<group_j_k>/<trialN_...>/  *vol*  *seg*
     <root>/Sub<X>/all_nifti/trialN_*_volume.nii
     <root>/Sub<X>/prediction_sources/[under_512|over_512/]<trialN_...>/ *vol* [*seg*]
-    <root>/Sub<X>/predictions/[under_512|over_512/]<model>/<trialN>_pred_seg.nii
+    <root>/Sub<X>/predictions/[under_512|over_512/]<model>/<trial folder>_pred_seg.nii
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from armseg.io.images import image_suffix
 
 SIZE_DIRS = ("under_512", "over_512")
 _TRIAL = re.compile(r"^trial(\d+)", re.IGNORECASE)
-# Augmented copies: `<trial>_..._ed` (elastic) and `<trial>_rot<deg>` (rotation), OpenArm's names;
-# `armseg augment` writes elastic copies as `<trial>_a<alpha>_s<sigma>_ed`, all of it the suffix.
+# Augmented copies: `<trial>_..._ed` (elastic) and `<trial>_rot` (rotation), OpenArm's names, and
+# `<trial>_rot<degrees>` (`_rot10`, `_rot-10`) as `armseg augment` names rotations; it writes
+# elastic copies as `<trial>_a<alpha>_s<sigma>_ed`, all of it the suffix.
 _NUMBER = r"\d+(?:\.\d+)?"
-_AUGMENTED = re.compile(rf"_(a{_NUMBER}_s{_NUMBER}_ed|ed|rot[-+]?{_NUMBER})(?=_|$)", re.IGNORECASE)
+_AUGMENTED = re.compile(rf"_(a{_NUMBER}_s{_NUMBER}_ed|ed|rot(?:[-+]?{_NUMBER})?)(?=_|$)", re.IGNORECASE)
+PREDICTION_SUFFIX = "_pred_seg.nii"
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,12 @@ def subject_letter(subject: str) -> str:
 def scan_key(trial: str, subject: str) -> str:
     """The table column of a scan: trial number + subject letter, e.g. `trial6B`."""
     return f"{trial_id(trial)}{subject_letter(subject)}"
+
+
+def data_root_key(root: Path | str) -> str:
+    """A data root as runs are tagged with it (`armseg.data_root`) and compared: absolute and
+    resolved, so `data`, `./data` and `/home/me/data` are one root."""
+    return str(Path(root).expanduser().resolve())
 
 
 def list_groups(root: Path | str) -> dict[str, list[Path]]:
@@ -187,9 +195,32 @@ def predictions_folder(root: Path | str, subject: str, model_folder: str,
 
 
 def prediction_path(root: Path | str, subject: str, model_folder: str, scan: Scan) -> Path:
-    """Where a model's prediction of `scan` lives: `<model>/<trialN>_pred_seg.nii`."""
+    """Where a model's prediction of `scan` is written: `<model>/<trial folder>_pred_seg.nii`, the
+    name OpenArm's `predict_all_segs` gave it (`trial1_0_fs_pred_seg.nii`)."""
     folder = predictions_folder(root, subject, model_folder, scan.size_dir)
-    return folder / f"{scan.trial_id}_pred_seg.nii"
+    return folder / f"{scan.trial}{PREDICTION_SUFFIX}"
+
+
+def short_prediction_path(root: Path | str, subject: str, model_folder: str, scan: Scan) -> Path:
+    """The name armseg wrote before it followed OpenArm: `<model>/<trialN>_pred_seg.nii`."""
+    folder = predictions_folder(root, subject, model_folder, scan.size_dir)
+    return folder / f"{scan.trial_id}{PREDICTION_SUFFIX}"
+
+
+def find_prediction(root: Path | str, subject: str, model_folder: str, scan: Scan,
+                    siblings: list[Scan] | None = None) -> Path | None:
+    """The existing prediction of `scan` by a model: OpenArm's name first, then `<trialN>_pred_seg.nii`.
+
+    The short name says only the trial number, so it is read only when no other scan in
+    `siblings` (the subject's scans) sits in the same size folder with the same number.
+    """
+    full = prediction_path(root, subject, model_folder, scan)
+    if full.is_file():
+        return full
+    short = short_prediction_path(root, subject, model_folder, scan)
+    shared = [s for s in siblings or [] if s.folder != scan.folder and s.size_dir == scan.size_dir
+              and s.trial_id == scan.trial_id]
+    return short if short.is_file() and not shared else None
 
 
 def all_nifti_volumes(root: Path | str, subject: str) -> list[Path]:

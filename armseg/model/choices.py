@@ -3,3 +3,5 @@
 NORMALIZATIONS = ("slice", "mean")
 LOSSES = ("ce", "dice", "ce+dice")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
+# Label map presets (`--labels`), defined in armseg.io.labels; named here for --help without numpy.
+LABEL_PRESETS = ("openarm", "openarm-all")

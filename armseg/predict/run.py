@@ -2,7 +2,9 @@
 
 One `predict` run covers the whole request (OpenArm's predict_all_groups): each model is
 resolved and loaded once, every scan goes through it in batches, and the run records the
-files written (`predictions.csv`) and the seconds each scan took.
+files written (`predictions.csv`, naming the model that wrote each) and the seconds each
+scan took. Each predictions folder records its model (`armseg_model.json`); a prediction that
+another model wrote is never kept silently: that is an error unless `overwrite`.
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
+from armseg import __version__
 from armseg.errors import ArmsegError
-from armseg.io.tree import Scan, prediction_path, prediction_sources, subjects_with_sources
+from armseg.io.tree import Scan, data_root_key, prediction_path, prediction_sources, subjects_with_sources
 from armseg.predict.models import ResolvedModel, resolve_model
+from armseg.predict.sidecar import ModelRecord, now, read_sidecar, write_sidecar
 from armseg.predict.volume import DEFAULT_BATCH_SIZE, predict_file
 from armseg.tracking.contract import DATA_ROOT_TAG, MODELS_TAG
 from armseg.tracking.runs import stage_run
+
+PREDICTION_SUFFIX = "_pred_seg"
 
 
 @dataclass(frozen=True)
@@ -50,15 +56,15 @@ def predict_subjects(
         raise ArmsegError(f"--batch-size: must be at least 1, got {batch_size}")
     params = {"model": models, "subjects": subjects or "all", "overwrite": overwrite,
               "batch_size": batch_size, "data_root": str(data_root)}
-    with stage_run("predict", params=params, tags={DATA_ROOT_TAG: str(data_root)},
+    with stage_run("predict", params=params, tags={DATA_ROOT_TAG: data_root_key(data_root)},
                    run_name=f"predict-{'-'.join(subjects) if subjects else 'all'}"):
         scans = _scans_by_subject(data_root, subjects)
-        resolved = _resolve_all(models)
+        resolved = _resolve_all(models, data_root)
         mlflow.set_tag(MODELS_TAG, " ".join(model.folder for model in resolved))
         jobs = [Job(model, subject, scan, prediction_path(data_root, subject, model.folder, scan))
                 for model in resolved for subject, subject_scans in scans.items() for scan in subject_scans]
-        _refuse_collisions(jobs)
-        records = _run_jobs(jobs, overwrite, batch_size)
+        writers = _check_writers(jobs, overwrite)
+        records = _run_jobs(jobs, overwrite, batch_size, writers)
         _log_records(records)
     return [job.out for job in jobs]
 
@@ -79,46 +85,94 @@ def _scans_by_subject(data_root: Path | str, subjects: list[str] | None) -> dict
     return scans
 
 
-def _refuse_collisions(jobs: list[Job]) -> None:
-    """Predictions are named by trial number alone (OpenArm's `trial6_pred_seg.nii`): two source
-    folders of one subject with the same number would overwrite each other's prediction."""
-    seen: dict[Path, Job] = {}
-    for job in jobs:
-        other = seen.setdefault(job.out, job)
-        if other is not job:
-            raise ArmsegError(f"{other.scan.folder} and {job.scan.folder}: both are {job.scan.trial_id} "
-                              f"and would be predicted into {job.out}; give each trial its own number")
-
-
-def _resolve_all(models: list[str]) -> list[ResolvedModel]:
+def _resolve_all(models: list[str], data_root: Path | str) -> list[ResolvedModel]:
     """Resolve every model before any work, so a typo in the last one costs no time."""
     resolved: dict[str, ResolvedModel] = {}
     for spec in models:
-        model = resolve_model(spec)
+        model = resolve_model(spec, data_root)
+        if model.spec != model.folder:  # a group name says what it chose as it resolves
+            print(f"[armseg predict] {model.spec} = {model.describe()}, predictions in {model.folder}/")
         resolved.setdefault(model.folder, model)
     return list(resolved.values())
 
 
-def _run_jobs(jobs: list[Job], overwrite: bool, batch_size: int) -> list[dict[str, object]]:
+def record_of(model: ResolvedModel) -> ModelRecord:
+    """What `armseg_model.json` says about a folder this model writes into now."""
+    return ModelRecord(model_uri=model.uri, run_id=model.run_id, registered_model=model.registered_model,
+                       version=model.version, armseg_version=__version__, written_at=now(),
+                       folder=model.folder)
+
+
+def _existing_predictions(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and PREDICTION_SUFFIX in p.name
+                  and not p.name.startswith("."))
+
+
+def _check_writers(jobs: list[Job], overwrite: bool) -> dict[Path, ModelRecord | None]:
+    """The recorded writer of every predictions folder the request touches, checked before any work.
+
+    A folder holding predictions of another model (or of an unknown one: no record) is an
+    error naming both, unless `overwrite`; then its predictions this request does not rewrite
+    are removed, so the folder holds one model's predictions, as its record will say.
+    """
+    writers: dict[Path, ModelRecord | None] = {}
+    for folder, model in {job.out.parent: job.model for job in jobs}.items():
+        existing = _existing_predictions(folder)
+        writer = read_sidecar(folder)
+        writers[folder] = writer
+        ours = record_of(model)
+        if not existing or (writer is not None and writer.same_model(ours)):
+            continue
+        was = writer.describe() if writer is not None else "an unknown model (no armseg_model.json)"
+        if not overwrite:
+            raise ArmsegError(f"{folder}: its predictions were written by {was}, but {model.spec} now means "
+                              f"{model.describe()}; give --overwrite to replace them")
+        print(f"[armseg predict] {folder}: replacing the predictions of {was} with {model.describe()}")
+        rewritten = {job.out for job in jobs if job.out.parent == folder}
+        for stale in existing:
+            if stale not in rewritten:
+                stale.unlink()
+                print(f"[armseg predict] removed {stale} (not rewritten by {model.spec})")
+        writers[folder] = None
+    return writers
+
+
+def _run_jobs(jobs: list[Job], overwrite: bool, batch_size: int,
+              writers: dict[Path, ModelRecord | None]) -> list[dict[str, object]]:
     from armseg.model.registry import load_unet  # TensorFlow loads only when there is work
 
     records: list[dict[str, object]] = []
     loaded: dict[str, tuple] = {}
+    recorded: set[Path] = set()  # folders whose record this request has written
     for step, job in enumerate(jobs):
-        record = {"model": job.model.folder, "model_uri": job.model.uri, "subject": job.subject,
-                  "trial": job.scan.trial, "source": str(job.scan.volume), "prediction": str(job.out)}
-        if job.out.exists() and not overwrite:
-            print(f"[armseg predict] kept {job.out} (existing; --overwrite to replace)")
-            records.append({**record, "status": "kept", "seconds": float("nan")})
+        record = {"model": job.model.folder, "subject": job.subject, "trial": job.scan.trial,
+                  "source": str(job.scan.volume), "prediction": str(job.out)}
+        writer = writers.get(job.out.parent)
+        if job.out.exists() and not overwrite and writer is not None:
+            print(f"[armseg predict] kept {job.out} (existing, by {writer.describe()}; "
+                  "--overwrite to replace)")
+            records.append({**record, **_written_by(writer), "status": "kept", "seconds": float("nan")})
             continue
         if job.model.uri not in loaded:
             loaded = {job.model.uri: _load(load_unet, job.model)}  # one model in memory at a time
         model, info = loaded[job.model.uri]
+        if job.out.parent not in recorded:  # before the folder's first new file: no orphan on a crash
+            writer = writers[job.out.parent] = record_of(job.model)
+            write_sidecar(job.out.parent, writer)
+            recorded.add(job.out.parent)
         seconds = predict_file(model, info, job.scan.volume, job.out, batch_size,
                                description=f"{job.model.folder} {job.subject} {job.scan.trial}")
         mlflow.log_metric("seconds_per_scan", seconds, step=step)
-        records.append({**record, "status": "written", "seconds": seconds})
+        records.append({**record, **_written_by(writer), "status": "written", "seconds": seconds})
     return records
+
+
+def _written_by(writer: ModelRecord) -> dict[str, object]:
+    """predictions.csv's columns naming the model that wrote a file."""
+    return {"model_uri": writer.model_uri, "model_run_id": writer.run_id, "model_version": writer.version,
+            "written_at": writer.written_at}
 
 
 def _load(load_unet, model: ResolvedModel) -> tuple:

@@ -3,11 +3,11 @@
 OpenArm called the network once per slice, padded to 512 or 1024; here a volume's slices go
 through in batches padded only to the network's multiple (2**depth) and are cropped back
 exactly, so any in-plane size is predicted voxel for voxel where the source has voxels.
+The batching loop itself lives with the logged model (armseg.model.pyfunc).
 """
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm.auto import tqdm
 
-from armseg.io.geometry import crop_to_shape, from_slices, pad_to_multiple, to_slices
+from armseg.io.geometry import to_slices
 from armseg.io.images import read_image, write_like
 
 if TYPE_CHECKING:  # importing Keras starts TensorFlow: only when a model exists to run
@@ -34,38 +34,15 @@ def predict_classes(
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_batch: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """Class index per voxel (uint8, same shape as `volume`), slices taken along `info.slice_axis`."""
-    slices = to_slices(volume, info.slice_axis)
-    count, height, width = slices.shape
-    classes = np.empty((count, height, width), dtype=np.uint8)
-    classify = batch_classifier(model)
-    for start in range(0, count, batch_size):
-        batch = slices[start:start + batch_size].astype(np.float32)[..., np.newaxis]
-        predicted = classify(pad_to_multiple(batch, info.pad_multiple))
-        classes[start:start + len(batch)] = crop_to_shape(predicted, height, width)
-        if on_batch is not None:
-            on_batch(len(batch))
-    return np.ascontiguousarray(from_slices(classes, info.slice_axis))
+    """Class index per voxel (uint8, same shape as `volume`), slices taken along `info.slice_axis`.
 
+    The loop is the logged model's own (armseg.model.pyfunc), so `armseg predict` and a served
+    model segment a scan identically.
+    """
+    from armseg.model.pyfunc import classify_volume
 
-def batch_classifier(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
-    """Batch of slices -> class per pixel: on the device for a functional Keras model (what is
-    logged), argmax of `predict_on_batch` on the host for anything else that has one."""
-    if not getattr(model, "outputs", None):
-        return lambda batch: np.asarray(model.predict_on_batch(batch)).argmax(axis=-1)
-    classify = class_model(model)
-    return lambda batch: np.asarray(classify.predict_on_batch(batch))
-
-
-@functools.lru_cache(maxsize=4)
-def class_model(model: keras.Model) -> keras.Model:
-    """`model` with the argmax over classes on the device that runs it: a GPU hands back one byte
-    per pixel instead of the float probabilities of every class, and the host does no argmax.
-    Cached, so a model compiles once for all the volumes it predicts."""
-    import keras
-
-    classes = keras.ops.cast(keras.ops.argmax(model.outputs[0], axis=-1), "uint8")
-    return keras.Model(model.inputs, classes, name=f"{model.name}_classes")
+    to_slices(volume, info.slice_axis)  # the shape and axis checks, as armseg errors
+    return classify_volume(model, volume, info.pad_multiple, info.slice_axis, batch_size, on_batch)
 
 
 def predict_file(

@@ -1,8 +1,9 @@
 """The registration baseline as one more model: every scan of some subjects from one atlas scan.
 
-Predictions go to `Sub<X>/predictions/registration-<atlas trial>/<trialN>_pred_seg.nii`, the
+Predictions go to `Sub<X>/predictions/registration-<atlas trial>/<trial folder>_pred_seg.nii`, the
 folder layout of a model, so `evaluate` and `table` give the baseline its own row. One parent
-`register` run covers the request; each registered scan is a nested `register` run.
+`register` run covers the request; each registered scan is a nested `register` run. Each
+folder it writes into records that parent run in `armseg_model.json` (no model URI).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from pathlib import Path
 
 import mlflow
 
+from armseg import __version__
 from armseg.errors import ArmsegError
 from armseg.io.tree import (
     Scan,
+    data_root_key,
     file_digest,
     find_labelled_trial,
     prediction_path,
@@ -24,6 +27,7 @@ from armseg.io.tree import (
     scan_key,
     subjects_with_sources,
 )
+from armseg.predict.sidecar import ModelRecord, now, write_sidecar
 from armseg.registration.pipeline import RegistrationSettings, register_pair
 from armseg.registration.report import log_result
 from armseg.tracking.contract import ATLAS_TAG, DATA_ROOT_TAG, MODEL_TAG, SCAN_TAG, SUBJECT_TAG, TRIAL_TAG
@@ -64,12 +68,15 @@ def register_subjects(
     params = {"data_root": str(data_root), "subjects": list(subjects or []) or "all", "atlas": str(atlas),
               "overwrite": overwrite, **settings.as_params()}
     names = "-".join(subjects) if subjects else "all"
-    with stage_run("register", params, tags={DATA_ROOT_TAG: str(data_root)}, run_name=f"register-{names}"):
+    with stage_run("register", params, tags={DATA_ROOT_TAG: data_root_key(data_root)},
+                   run_name=f"register-{names}") as parent:
         atlas_scan = find_labelled_trial(data_root, atlas)
         model = baseline_folder_name(atlas_scan)
         mlflow.set_tags({MODEL_TAG: model, ATLAS_TAG: str(atlas_scan.folder)})
         jobs = _plan(data_root, subjects, model)
-        paths, counts = _run_jobs(jobs, atlas_scan, model, overwrite, settings)
+        record = ModelRecord(model_uri=None, run_id=parent.info.run_id, registered_model=None, version=None,
+                             armseg_version=__version__, written_at=now(), folder=model)
+        paths, counts = _run_jobs(jobs, atlas_scan, model, overwrite, settings, record)
         mlflow.log_metrics({f"scans_{what}": float(n) for what, n in counts.items()})
         folders = sorted({str(path.parent) for path in paths})
         print(f"[armseg register] {counts['written']} written, {counts['kept']} kept, "
@@ -93,9 +100,11 @@ def _plan(data_root: Path | str, subjects: Sequence[str] | None, model: str) -> 
     return jobs
 
 
-def _run_jobs(jobs: list[Job], atlas: Scan, model: str, overwrite: bool,
-              settings: RegistrationSettings) -> tuple[list[Path], dict[str, int]]:
+def _run_jobs(jobs: list[Job], atlas: Scan, model: str, overwrite: bool, settings: RegistrationSettings,
+              record: ModelRecord) -> tuple[list[Path], dict[str, int]]:
+    """Register every job; each folder written into records this register run as its writer."""
     atlas_digest = file_digest(atlas.volume)
+    recorded: set[Path] = set()
     paths: list[Path] = []
     counts = {"written": 0, "kept": 0, "skipped": 0}
     start = time.perf_counter()
@@ -111,6 +120,9 @@ def _run_jobs(jobs: list[Job], atlas: Scan, model: str, overwrite: bool,
             counts["kept"] += 1
             continue
         print(f"{where}: registering {atlas.trial} onto it")
+        if job.out.parent not in recorded:
+            write_sidecar(job.out.parent, record)
+            recorded.add(job.out.parent)
         _register_one(job, atlas, model, settings)
         counts["written"] += 1
         mlflow.log_metric("seconds_elapsed", time.perf_counter() - start, step=number)

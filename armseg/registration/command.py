@@ -10,7 +10,8 @@ import argparse
 from collections.abc import Sequence
 
 from armseg.errors import ArmsegError
-from armseg.io.labels import DEFAULT_LABEL_MAP, LabelMap
+from armseg.io.labels import DEFAULT_LABEL_MAP, choose_label_map
+from armseg.model.choices import LABEL_PRESETS
 from armseg.params import empty_as_none, parse_bool, split_list, typed_list, typed_value
 from armseg.registration.settings import (
     AUTO_SHRINK,
@@ -70,6 +71,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                      help="B-spline control point spacing in mm (default: %(default)s)")
     how.add_argument("--seed", default=str(_DEFAULTS.seed), metavar="N",
                      help="seed of the metric's random sampling (default: %(default)s)")
+    how.add_argument("--labels", default="", metavar="PRESET",
+                     help=f"the atlas segmentation's label map by preset ({', '.join(LABEL_PRESETS)}; "
+                          "default: openarm); labels are carried over with their raw values either way")
     how.add_argument("--label-map", default="", metavar="JSON",
                      help='raw values the segmentation may hold, e.g. {"background": [0, 8], "humerus": [7], '
                           '"biceps": [52]} (default: OpenArm\'s)')
@@ -113,7 +117,7 @@ def registration_settings(args: argparse.Namespace) -> RegistrationSettings:
         stages = []
     elif NO_STAGES in stages:
         raise ArmsegError(f"--stages: '{NO_STAGES}' stands alone")
-    label_map = empty_as_none(args.label_map)
+    label_map = choose_label_map(args.labels, args.label_map)
     return RegistrationSettings(
         stages=tuple(stages),
         A=typed_list(args.A, "A") or None,
@@ -127,5 +131,5 @@ def registration_settings(args: argparse.Namespace) -> RegistrationSettings:
                                     _DEFAULTS.bspline_grid_mm),
         init=empty_as_none(args.init) or _DEFAULTS.init,
         seed=typed_value(args.seed, "seed", int, _DEFAULTS.seed),
-        label_map=LabelMap.from_json(label_map) if label_map else DEFAULT_LABEL_MAP,
+        label_map=label_map or DEFAULT_LABEL_MAP,
     )

@@ -9,12 +9,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from armseg.measure.names import AREA_RMSE, SIGNED_ERRORS, measure_of
 from armseg.table.query import MEAN_COLUMN
-from armseg.tracking.contract import EVALUATE_METRICS as METRICS
+from armseg.tracking.contract import lower_is_better, metric_scale
 
 FORMATS = ("csv", "md", "html")
-# Distances are better small, overlaps better large: the colours must say "good" the same way.
-LOWER_IS_BETTER = tuple(m for m in METRICS if m.startswith("hd95"))
 _TABLE_STYLE = [{"selector": "", "props": "font-family: sans-serif; border-collapse: collapse;"},
                 {"selector": "td, th", "props": "padding: 4px 10px; text-align: right;"}]
 
@@ -40,17 +39,25 @@ def to_markdown(table: pd.DataFrame, metric: str) -> str:
 
 
 def _colour_map(metric: str) -> str:
-    return "RdYlGn_r" if metric in LOWER_IS_BETTER else "RdYlGn"
+    measure = measure_of(metric)
+    if measure is not None:  # a measure is neither good nor bad; a signed error is best at 0
+        return "RdYlGn_r" if measure == AREA_RMSE else "RdBu_r" if measure in SIGNED_ERRORS else "viridis"
+    # Distances are better small, overlaps better large: the colours must say "good" the same way.
+    return "RdYlGn_r" if lower_is_better(metric) else "RdYlGn"
 
 
 def colour_range(table: pd.DataFrame, metric: str) -> tuple[float, float]:
-    """Fixed scales for bounded metrics, so the same colour means the same score in every table."""
-    if "percent" in metric:
-        return 0.0, 100.0
-    if metric not in LOWER_IS_BETTER:
-        return 0.0, 1.0
+    """Fixed scales for bounded metrics, so the same colour means the same score in every table
+    (OpenArm's `*_percent` are fractions, armseg's `percent_*` percent)."""
+    measure = measure_of(metric)
+    scale = metric_scale(metric) if measure is None else None
+    if scale is not None:
+        return scale
     values = table.drop(columns=MEAN_COLUMN).to_numpy(dtype=float)
     finite = values[np.isfinite(values)]
+    if measure in SIGNED_ERRORS:  # symmetric about 0, so white means "no error"
+        reach = float(np.abs(finite).max()) if finite.size else 1.0
+        return -(reach or 1.0), reach or 1.0
     return (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
 
 

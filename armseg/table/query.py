@@ -16,23 +16,41 @@ from mlflow.entities import Run
 
 from armseg.errors import ArmsegError
 from armseg.io.tree import natural_key
-from armseg.tracking.contract import EVALUATE_METRICS as METRICS
-from armseg.tracking.contract import MODEL_TAG, SCAN_TAG, STAGE_TAG, SUBJECT_TAG, TRIAL_TAG
+from armseg.measure.names import STAGE as MEASURE_STAGE
+from armseg.measure.names import is_measure_metric, measure_metric_patterns
+from armseg.tracking.contract import (
+    EVALUATE_METRIC_PATTERNS,
+    MODEL_TAG,
+    OPENARM_METRICS,
+    SCAN_TAG,
+    STAGE_TAG,
+    SUBJECT_TAG,
+    TRIAL_TAG,
+    is_evaluate_metric,
+)
 
 MEAN_COLUMN = "mean"
 
 
 def check_metric(metric: str) -> str:
-    if metric not in METRICS:
-        raise ArmsegError(f"--metric {metric}: unknown metric (valid: {', '.join(METRICS)})")
+    if not is_evaluate_metric(metric) and not is_measure_metric(metric):
+        raise ArmsegError(f"--metric {metric}: unknown metric (valid: {', '.join(OPENARM_METRICS)}, "
+                          f"class_agreement_percent, {', '.join(EVALUATE_METRIC_PATTERNS)}; from `armseg "
+                          f"measure`: {', '.join(measure_metric_patterns())})")
     return metric
 
 
-def evaluate_runs(experiment_ids: list[str] | None = None) -> list[Run]:
-    """Finished per-(model, scan) evaluate runs, newest first (the parent runs carry no scan tag)."""
+def metric_stage(metric: str) -> str:
+    """Accuracy metrics live in evaluate runs, measures (`volume_error_biceps`) in measure runs;
+    both kinds of per-(model, scan) run carry the same tags, so the pivot is the same."""
+    return "evaluate" if is_evaluate_metric(metric) else MEASURE_STAGE
+
+
+def evaluate_runs(experiment_ids: list[str] | None = None, stage: str = "evaluate") -> list[Run]:
+    """Finished per-(model, scan) runs of `stage`, newest first (the parent runs carry no scan tag)."""
     runs = mlflow.search_runs(
         experiment_ids=experiment_ids, search_all_experiments=not experiment_ids, output_format="list",
-        filter_string=f"tags.`{STAGE_TAG}` = 'evaluate' and attributes.status = 'FINISHED'",
+        filter_string=f"tags.`{STAGE_TAG}` = '{stage}' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
     )
     return [run for run in runs if SCAN_TAG in run.data.tags and MODEL_TAG in run.data.tags]
@@ -68,15 +86,16 @@ def pivot(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def accuracy_table(metric: str, experiment_ids: list[str] | None = None) -> pd.DataFrame:
-    """The table of `metric` over the newest evaluate run of each (model, scan) in the store."""
+    """The table of `metric` over the newest evaluate (or measure) run of each (model, scan)."""
     check_metric(metric)
-    runs = evaluate_runs(experiment_ids)
+    stage = metric_stage(metric)
+    runs = evaluate_runs(experiment_ids, stage)
     if not runs:
         where = f"experiments {', '.join(experiment_ids)}" if experiment_ids else "any experiment"
-        raise ArmsegError(f"no finished evaluate runs in {where} of {mlflow.get_tracking_uri()}; "
-                          "run `armseg evaluate` first")
+        raise ArmsegError(f"no finished {stage} runs in {where} of {mlflow.get_tracking_uri()}; "
+                          f"run `armseg {stage}` first")
     cells = newest_cells(runs, metric)
     if cells.empty:
-        raise ArmsegError(f"--metric {metric}: no evaluate run logged it; run `armseg evaluate "
-                          f"--metrics {metric}`")
+        again = f"--metrics {metric}" if stage == "evaluate" else "--structures <that structure>"
+        raise ArmsegError(f"--metric {metric}: no {stage} run logged it; run `armseg {stage} {again}`")
     return pivot(cells)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import numbers
 import os
 import subprocess
 from collections.abc import Iterator, Mapping
@@ -20,6 +21,8 @@ from armseg.tracking.contract import COMMIT_TAG, DEFAULT_EXPERIMENT, ERROR_TAG, 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 # MLflow refuses longer parameter values; long lists are cut with a marker rather than failing.
 _PARAM_LIMIT = 6000
+# Where a run's parameters are written canonically when `mlflow run` logged some differently.
+CANONICAL_PARAMS_ARTIFACT = "canonical_params.json"
 
 
 def configure_tracking(experiment: str | None = None) -> str:
@@ -63,24 +66,43 @@ def provenance_tags() -> dict[str, str]:
     return tags
 
 
-def _param_value(value: Any) -> str:
+def canonical_value(value: Any) -> str:
+    """One text per value, however it was typed: `2e-3`, `0.002` and `0.0020` are all `0.002`.
+
+    Numbers use Python's shortest round-trip form (floats that are whole stay floats: `100.0`),
+    lists are space-joined, None is 'None'. Strings are logged as given: a string that looks
+    like a number is the stage's business to type before logging.
+    """
     if isinstance(value, (list, tuple)):
-        value = " ".join(str(v) for v in value)
-    text = str(value)
+        text = " ".join(canonical_value(v) for v in value)
+    elif isinstance(value, bool) or value is None:
+        text = str(value)
+    elif isinstance(value, numbers.Integral):
+        text = str(int(value))
+    elif isinstance(value, numbers.Real):
+        text = repr(float(value))
+    else:
+        text = str(value)
     return text if len(text) <= _PARAM_LIMIT else text[: _PARAM_LIMIT - 3] + "..."
 
 
 def log_params_flat(params: Mapping[str, Any]) -> None:
-    """Log parameters as MLflow strings (lists space-joined, None as 'None').
+    """Log parameters under their canonical names, each value in its canonical text.
 
-    Keys the run already has are left alone: `mlflow run` logs the `-P` values it was given
-    (shell-quoted) before armseg starts, and MLflow forbids changing a logged value.
+    `mlflow run` logs the `-P` values it was given verbatim (shell-quoted, `base-filters` or
+    `base_filters`, `2e-3`) before armseg starts, and MLflow never lets a logged value change.
+    armseg then still logs every parameter under its own (underscore) name; where MLflow
+    already holds that name with another text for the value, the canonical texts of all the
+    run's parameters go to the artifact `canonical_params.json` instead.
     """
     run = mlflow.active_run()
     logged = mlflow.MlflowClient().get_run(run.info.run_id).data.params if run else {}
-    fresh = {key: _param_value(value) for key, value in params.items() if key not in logged}
+    canonical = {key: canonical_value(value) for key, value in params.items()}
+    fresh = {key: text for key, text in canonical.items() if key not in logged}
     if fresh:
         mlflow.log_params(fresh)
+    if any(logged[key] != text for key, text in canonical.items() if key in logged):
+        mlflow.log_dict(canonical, CANONICAL_PARAMS_ARTIFACT)
 
 
 @contextmanager

@@ -2,14 +2,18 @@
 
 Keras already does the work (ModelCheckpoint keeps the best weights, EarlyStopping stops,
 MLflow's MlflowCallback logs epoch metrics); these classes only add what resuming needs:
-each epoch's full model and the early-stopping state go to the run's artifacts, so
-`armseg train --resume RUN_ID` picks up exactly where a crash or Ctrl-C left it.
+each epoch, one artifact `checkpoints/resume.zip` holds the full last model (optimizer
+included), the best weights so far and the early-stopping state, so `armseg train --resume
+RUN_ID` picks up exactly where a crash or Ctrl-C left it. One file, replaced whole: the three
+parts always belong to the same epoch. When the run ends, the best weights live in the
+logged model and the checkpoint keeps only the last model and the state.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,9 +24,17 @@ from mlflow.keras import MlflowCallback
 from armseg.tracking.contract import MONITOR
 
 CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_FILE = "resume.zip"
+CHECKPOINT_ARTIFACT = f"{CHECKPOINT_DIR}/{CHECKPOINT_FILE}"
 LAST_MODEL = "last.keras"
 BEST_WEIGHTS = "best.weights.h5"
 STATE_FILE = "state.json"
+EPOCH_WEIGHTS = "model.weights.h5"  # in checkpoints/epoch_<i>/, every ckpt_n_epochs epochs
+
+
+def epoch_folder(epoch: int) -> str:
+    """`checkpoints/epoch_<i>`: the artifact folder of epoch i's weights (epochs counted from 1)."""
+    return f"{CHECKPOINT_DIR}/epoch_{epoch}"
 
 
 @dataclass
@@ -106,8 +118,27 @@ def best_checkpoint(folder: Path, state: TrainingState) -> keras.callbacks.Model
     return checkpoint
 
 
+class EpochWeights(keras.callbacks.Callback):
+    """OpenArm's `ckpt_n_epochs`: every n epochs, the weights as `checkpoints/epoch_<i>/model.weights.h5`,
+    so a chosen epoch can become a model later (`armseg select-epoch`), not only the best one."""
+
+    def __init__(self, folder: Path, every: int):
+        super().__init__()
+        self.folder = folder
+        self.every = every
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        path = self.folder / EPOCH_WEIGHTS
+        getattr(self.model, "unet", self.model).save_weights(path)  # the U-Net, not its trainer
+        mlflow.log_artifact(str(path), epoch_folder(epoch + 1))
+        path.unlink()
+
+
 class CheckpointArtifacts(keras.callbacks.Callback):
-    """Each epoch: the full model (optimizer included) and the state, logged to `checkpoints/`.
+    """Each epoch: the full model (optimizer included), the best weights and the state, logged as
+    the one artifact `checkpoints/resume.zip`.
 
     Placed after ModelCheckpoint (and EarlyStopping), so this epoch's best is already decided.
     The local files are overwritten in place; the artifact store keeps the latest.
@@ -128,8 +159,23 @@ class CheckpointArtifacts(keras.callbacks.Callback):
         self.state.epoch = epoch
         self.model.save(self.folder / LAST_MODEL)
         (self.folder / STATE_FILE).write_text(self.state.to_json())
-        mlflow.log_artifact(str(self.folder / LAST_MODEL), CHECKPOINT_DIR)
-        if improved and (self.folder / BEST_WEIGHTS).exists():
-            mlflow.log_artifact(str(self.folder / BEST_WEIGHTS), CHECKPOINT_DIR)
-        # The state goes last: a crash between the uploads leaves the previous, consistent state.
-        mlflow.log_artifact(str(self.folder / STATE_FILE), CHECKPOINT_DIR)
+        log_checkpoint(self.folder, (LAST_MODEL, BEST_WEIGHTS, STATE_FILE))
+
+
+def log_checkpoint(folder: Path, names: tuple[str, ...]) -> None:
+    """Pack the files of `names` that exist in `folder` into `resume.zip` and log it."""
+    archive = folder / CHECKPOINT_FILE
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as packed:
+        for name in names:
+            if (folder / name).exists():
+                packed.write(folder / name, name)
+    mlflow.log_artifact(str(archive), CHECKPOINT_DIR)
+
+
+def unpack_checkpoint(archive: Path, folder: Path) -> list[str]:
+    """Extract a `resume.zip` into `folder`; returns the names it held."""
+    with zipfile.ZipFile(archive) as packed:
+        names = [name for name in packed.namelist() if name in (LAST_MODEL, BEST_WEIGHTS, STATE_FILE)]
+        for name in names:
+            packed.extract(name, folder)
+    return names

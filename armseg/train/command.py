@@ -34,8 +34,14 @@ HELP = {
     "precision": "float32, mixed_bfloat16 or auto (bf16 where AMX/AVX512-BF16 or a bf16 GPU exists)",
     "seed": "seed of the split, the shuffling, the augmentation and the weights",
     "slice_axis": "array axis along the arm (slices are taken across it)",
-    "label_map": 'JSON {class: [raw values]}, background first, e.g. \'{"background": [0], '
-                 '"humerus": [7], "biceps": [52]}\'',
+    "labels": "the classes the network learns: openarm (background, humerus, biceps; other tissues "
+              "background) or openarm-all (every OpenArm tissue its own class, as OpenArm's network)",
+    "label_map": 'any other classes as JSON {class: [raw values]}, background first, e.g. '
+                 '\'{"background": [0], "humerus": [7], "biceps": [52]}\' (instead of --labels)',
+    "skip_empty": "leave out slices whose segmentation is all 0 (unlabelled), as OpenArm's no_empty did, "
+                  "from every split (true/false)",
+    "ckpt_n_epochs": "every n epochs, log the weights as checkpoints/epoch_<i> for `armseg select-epoch` "
+                     "(OpenArm's ini key; None or 0 = only the last and best)",
     "normalization": "slice (per-slice z-score, inside the model) or mean (x/255 - mean/255)",
     "patience": "epochs without a better val_mean_iou before stopping (0 = never stop early)",
     "random_transforms": "random flips, zoom, tilt, gain, gamma, TGC ramp, speckle and blur of each "
@@ -64,7 +70,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", default=None, metavar="RUN_ID",
                         help="continue that interrupted train run from its last checkpoint")
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    defaults["label_map"] = "OpenArm's: 7 humerus, 52 biceps (6, 1 as 7), other known values background"
+    defaults["labels"] = "openarm: 7 humerus, 52 biceps (6, 1 as 7), other known values background"
     for name in HYPERPARAMETERS:
         parser.add_argument(f"--{name.replace('_', '-')}", default=None, metavar="VALUE",
                             help=f"{HELP[name]} (default: {defaults[name]})")

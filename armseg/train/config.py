@@ -12,19 +12,20 @@ from __future__ import annotations
 import configparser
 import dataclasses
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from armseg.errors import ArmsegError
-from armseg.io.labels import DEFAULT_LABEL_MAP, LabelMap
+from armseg.io.labels import DEFAULT_PRESET, LabelMap, choose_label_map
 from armseg.model.choices import LOSSES, NORMALIZATIONS, PRECISIONS
 from armseg.params import FALSE_WORDS, TRUE_WORDS, empty_as_none, typed_value
 from armseg.train.augmentation import RandomTransforms
 
 # OpenArm keys that armseg accepts and logs but does not act on: MLflow's artifact store holds
-# the checkpoints (`models_dir`), one last and one best checkpoint replace the keep/interval knobs.
-OPENARM_ONLY_KEYS = ("models_dir", "max_to_keep", "ckpt_n_hours", "ckpt_n_epochs")
+# the checkpoints (`models_dir`), one last and one best checkpoint replace the keep/hours knobs.
+# (`ckpt_n_epochs` acts: every n epochs the weights are logged as `checkpoints/epoch_<i>`.)
+OPENARM_ONLY_KEYS = ("models_dir", "max_to_keep", "ckpt_n_hours")
 _RANGES = RandomTransforms()
 
 
@@ -57,7 +58,9 @@ class TrainConfig:
     precision: str = "auto"
     seed: int = 0
     slice_axis: int = 2
-    label_map: str = field(default_factory=DEFAULT_LABEL_MAP.to_json)
+    labels: str | None = None
+    label_map: str | None = None
+    skip_empty: bool = True
     normalization: str = "slice"
     patience: int = 4
     random_transforms: bool = True
@@ -81,8 +84,9 @@ class TrainConfig:
         _check(self)
 
     @property
-    def labels(self) -> LabelMap:
-        return LabelMap.from_json(self.label_map)
+    def label_mapping(self) -> LabelMap:
+        """The network's classes: `label_map` (JSON) if given, else the `labels` preset (openarm)."""
+        return choose_label_map(self.labels or (None if self.label_map else DEFAULT_PRESET), self.label_map)
 
     @property
     def transforms(self) -> RandomTransforms | None:
@@ -251,6 +255,7 @@ def _check(config: TrainConfig) -> None:
     if config.depth > 7:
         raise bad("depth", "is deeper than any slice allows (at most 7)")
     RandomTransforms.from_params(config).check()
-    labels = LabelMap.from_json(config.label_map)
-    if labels.num_classes < 2:
+    if config.ckpt_n_epochs is not None and config.ckpt_n_epochs < 0:
+        raise bad("ckpt_n_epochs", "must be 0 or None (no epoch checkpoints) or a number of epochs")
+    if config.label_mapping.num_classes < 2:
         raise bad("label_map", "needs background and at least one structure")

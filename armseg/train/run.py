@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,15 +20,17 @@ import mlflow
 import numpy as np
 
 from armseg.errors import ArmsegError
+from armseg.io.tree import data_root_key
 from armseg.model.losses import make_loss
 from armseg.model.precision import dtype_policy, resolve_precision
-from armseg.model.registry import InferenceInfo, log_unet
+from armseg.model.registry import InferenceInfo, log_unet, register_run_model
 from armseg.model.unet import build_unet, pad_multiple
 from armseg.tracking.contract import (
     BACKEND_TAG,
     BEST_EPOCH_METRIC,
     BEST_METRIC,
     DATA_ROOT_TAG,
+    DATASET_CONTEXTS,
     DEVICES_TAG,
     ERROR_TAG,
     GROUP_TAG,
@@ -36,27 +38,35 @@ from armseg.tracking.contract import (
     MONITOR,
     REPLICAS_TAG,
     RESUMED_AT_TAG,
+    SKIPPED_EMPTY_METRIC,
     STAGE_TAG,
 )
+from armseg.tracking.datasets import log_scans, scans_dataset
 from armseg.tracking.runs import stage_run
 from armseg.train.augmentation import augment_batch
 from armseg.train.batches import SliceBatches
 from armseg.train.callbacks import (
     BEST_WEIGHTS,
+    CHECKPOINT_ARTIFACT,
     CHECKPOINT_DIR,
+    CHECKPOINT_FILE,
     LAST_MODEL,
     STATE_FILE,
     CheckpointArtifacts,
     EpochMetrics,
     EpochTimer,
+    EpochWeights,
     ResumableEarlyStopping,
     TrainingState,
     best_checkpoint,
+    log_checkpoint,
+    unpack_checkpoint,
 )
 from armseg.train.config import PARSERS, TrainConfig, typed
 from armseg.train.distribute import training_placement
 from armseg.train.figures import learning_curve_figure, overlay_figure, transforms_figure
 from armseg.train.slices import GroupData, SliceSet, load_group
+from armseg.train.split import SPLITS
 from armseg.train.trainer import SegmentationTrainer, training_model
 
 STAGE = "train"
@@ -75,9 +85,14 @@ class TrainResult:
 
 
 def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = (),
-          register: bool = True) -> TrainResult:
-    """Train on `config.group`, log everything to a new MLflow run and register the model."""
-    return _train(config, extra_callbacks, register, resume_run=None)
+          register: bool = True, tags: Mapping[str, str] | None = None,
+          run_name: str | None = None) -> TrainResult:
+    """Train on `config.group`, log everything to a new MLflow run and register the model.
+
+    `tags` and `run_name` let a caller say what the run is part of (tune: the study and the
+    trial); `register=False` logs the model in the run without adding a registry version.
+    """
+    return _train(config, extra_callbacks, register, resume_run=None, tags=tags, run_name=run_name)
 
 
 def resume(run_id: str, extra_callbacks: Sequence[keras.callbacks.Callback] = (),
@@ -99,21 +114,26 @@ def config_of_run(run_id: str) -> tuple[TrainConfig, str | None]:
                           f"({STAGE_TAG}={run.data.tags.get(STAGE_TAG)!r})")
     if run.info.status == "FINISHED":
         raise ArmsegError(f"--resume: run {run_id} already finished; there is nothing to continue")
-    params = run.data.params
+    return logged_config(run.data.params)
+
+
+def logged_config(params: dict[str, str]) -> tuple[TrainConfig, str | None]:
+    """The TrainConfig of a train run's logged parameters, and the precision it resolved to."""
     values = {name: typed(name, params[name]) if params.get(name) not in (None, "None") else None
               for name in PARSERS if name in params}
     return TrainConfig(**{k: v for k, v in values.items() if v is not None}), params.get("precision_used")
 
 
 def _train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback], register: bool,
-           resume_run: str | None, policy: str | None = None) -> TrainResult:
+           resume_run: str | None, policy: str | None = None, tags: Mapping[str, str] | None = None,
+           run_name: str | None = None) -> TrainResult:
     # A resumed run keeps the precision it started with, even on other hardware.
     policy = policy or resolve_precision(config.precision)
     keras.utils.set_random_seed(config.seed)
     params = {**config.params(), "precision_used": policy}
-    tags = {GROUP_TAG: config.group, DATA_ROOT_TAG: str(config.data_root)}
+    tags = {GROUP_TAG: config.group, DATA_ROOT_TAG: data_root_key(config.data_root), **(tags or {})}
     with stage_run(STAGE, params=params, tags=tags, run_id=resume_run,
-                   run_name=None if resume_run else f"train-{config.group}",
+                   run_name=None if resume_run else (run_name or f"train-{config.group}"),
                    killed_on=_stopped_on_purpose()) as run, \
             tempfile.TemporaryDirectory(prefix="armseg-train-") as scratch:
         folder = Path(scratch)
@@ -125,6 +145,8 @@ def _train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callba
         mlflow.set_tags({BACKEND_TAG: placement.backend, DEVICES_TAG: placement.describe(),
                          REPLICAS_TAG: str(placement.replicas)})
         mlflow.log_text(data.split_json(), "split.json")
+        datasets = _log_datasets(data, config)
+        mlflow.log_metric(SKIPPED_EMPTY_METRIC, float(data.split.skipped_empty))
         if config.transforms is not None and state.epoch < 0:
             _log_transform_examples(data.sets["train"], config)
         # Several devices: variables replicated, each batch split across them, from build to test.
@@ -137,23 +159,41 @@ def _train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callba
                           callbacks=_callbacks(config, folder, state, extra_callbacks), verbose=2)
             if (folder / BEST_WEIGHTS).exists():
                 model.load_weights(folder / BEST_WEIGHTS)
-            best, best_epoch = _log_best(run.info.run_id)
+            best, best_epoch = _best(run.info.run_id)
             test = _test(model, data, config.batch_size)
         unet = _inference_copy(model, config, policy)
         _log_learning_curve(run.info.run_id, config, best_epoch)
         _log_overlays(unet, data.sets["val"], config)
-        version = log_unet(unet,
-                           InferenceInfo(pad_multiple=data.pad_multiple, label_map=config.labels,
-                                         slice_axis=config.slice_axis, group=config.group),
-                           register=register)
+        logged = log_unet(unet, inference_info(config))
+        _log_best(best, best_epoch, test, logged.model_id, datasets)
+        # One copy of the network in the run (the logged model, best weights) plus the resume
+        # checkpoint, from now on the last epoch's model and the state only.
+        log_checkpoint(folder, (LAST_MODEL, STATE_FILE))
+        version = register_run_model(run.info.run_id, made_by=STAGE) if register else None
         model_uri = (f"models:/{version.name}/{version.version}" if version is not None
                      else f"runs:/{run.info.run_id}/{MODEL_ARTIFACT}")
+        test_score = test.get("mean_iou") if test else None
         print(f"[armseg train] best val_mean_iou {best:.4f} (epoch {best_epoch})"
-              + (f", test_mean_iou {test:.4f}" if test is not None else "")
+              + (f", test_mean_iou {test_score:.4f}" if test_score is not None else "")
               + f"; model {model_uri} (run {run.info.run_id})")
         return TrainResult(run_id=run.info.run_id, model_uri=model_uri,
                            model_version=str(version.version) if version is not None else None,
-                           best_val_mean_iou=best, test_mean_iou=test)
+                           best_val_mean_iou=best, test_mean_iou=test_score)
+
+
+def _log_datasets(data: GroupData, config: TrainConfig) -> dict[str, object]:
+    """The scans each split read, as MLflow dataset inputs named after the group (context training,
+    validation, test); the digest covers the files and the slices taken from each."""
+    datasets = {}
+    for split in SPLITS:
+        parts = data.split.parts[split]
+        if not parts:
+            continue
+        files = [(path, f"{split} axis {config.slice_axis} slices {part.indices.tolist()}")
+                 for part in parts for path in (part.scan.volume, part.scan.segmentation) if path]
+        datasets[split] = scans_dataset(config.group, data.folder, files)
+        log_scans(datasets[split], DATASET_CONTEXTS[split])
+    return datasets
 
 
 def _restore(run_id: str, folder: Path) -> TrainingState:
@@ -162,15 +202,13 @@ def _restore(run_id: str, folder: Path) -> TrainingState:
     names = {Path(f.path).name for f in client.list_artifacts(run_id, CHECKPOINT_DIR)}
     if ERROR_TAG in client.get_run(run_id).data.tags:
         client.delete_tag(run_id, ERROR_TAG)  # the run is alive again; a new failure sets it anew
-    if STATE_FILE not in names or LAST_MODEL not in names:
+    packed = set()
+    if CHECKPOINT_FILE in names:
+        fetched = client.download_artifacts(run_id, CHECKPOINT_ARTIFACT, str(folder / "fetched"))
+        packed = set(unpack_checkpoint(Path(fetched), folder))
+    if STATE_FILE not in packed or LAST_MODEL not in packed:
         print(f"[armseg train] run {run_id} has no checkpoint yet; starting it from epoch 1")
         return TrainingState()
-    for name in (STATE_FILE, LAST_MODEL, BEST_WEIGHTS):
-        if name in names:
-            client.download_artifacts(run_id, f"{CHECKPOINT_DIR}/{name}", str(folder))
-    for name in (STATE_FILE, LAST_MODEL, BEST_WEIGHTS):
-        if (folder / CHECKPOINT_DIR / name).exists():
-            (folder / CHECKPOINT_DIR / name).replace(folder / name)
     state = TrainingState.from_file(folder / STATE_FILE)
     mlflow.set_tag(RESUMED_AT_TAG, str(state.epoch + 2))
     print(f"[armseg train] resuming run {run_id} after epoch {state.epoch + 1} "
@@ -196,7 +234,7 @@ def compiled_trainer(config: TrainConfig, policy: str, steps_per_epoch: int) -> 
     with dtype_policy(policy):
         unet = _build(config)
     model = training_model(unet, config.transforms, config.seed)
-    labels = config.labels
+    labels = config.label_mapping
     foreground = list(range(1, labels.num_classes))
     metrics = [keras.metrics.IoU(labels.num_classes, [index], sparse_y_pred=False, name=f"iou_{name}")
                for index, name in zip(foreground, labels.foreground, strict=True)]
@@ -219,16 +257,28 @@ def _model(config: TrainConfig, policy: str, data: GroupData,
 
 def _build(config: TrainConfig) -> keras.Model:
     return build_unet(depth=config.depth, base_filters=config.base_filters,
-                      num_classes=config.labels.num_classes, dropout=config.dropout,
+                      num_classes=config.label_mapping.num_classes, dropout=config.dropout,
                       weight_decay=config.weight_decay, normalization=config.normalization,
                       mean=config.mean)
 
 
-def _inference_copy(model: SegmentationTrainer, config: TrainConfig, policy: str) -> keras.Model:
-    """The trained U-Net's weights in a plain, uncompiled U-Net: no optimizer slots, no custom loss
-    or training wrapper to import, and built outside any multi-device scope, so it loads anywhere."""
+def inference_model(config: TrainConfig, policy: str) -> keras.Model:
+    """An uncompiled U-Net of the config, to take trained weights: no optimizer slots, no custom loss
+    to import when the logged model is loaded."""
     with dtype_policy(policy):
-        copy = _build(config)
+        return _build(config)
+
+
+def inference_info(config: TrainConfig) -> InferenceInfo:
+    """What the logged model carries besides its weights (pad multiple, label map, slice axis, group)."""
+    return InferenceInfo(pad_multiple=pad_multiple(config.depth), label_map=config.label_mapping,
+                         slice_axis=config.slice_axis, group=config.group)
+
+
+def _inference_copy(model: SegmentationTrainer, config: TrainConfig, policy: str) -> keras.Model:
+    """The trained U-Net's weights in a plain, uncompiled U-Net: no training wrapper to import, and
+    built outside any multi-device scope, so it loads on any backend and device."""
+    copy = inference_model(config, policy)
     copy.set_weights(model.unet.get_weights())
     return copy
 
@@ -240,29 +290,41 @@ def _callbacks(config: TrainConfig, folder: Path, state: TrainingState,
     if config.patience > 0:
         callbacks.append(ResumableEarlyStopping(config.patience, state))
     # A run resumed after at least one epoch already logged the optimizer config and summary.
-    callbacks += [EpochMetrics(resumed=state.epoch >= 0), CheckpointArtifacts(folder, state)]
+    callbacks.append(EpochMetrics(resumed=state.epoch >= 0))
+    if config.ckpt_n_epochs:
+        callbacks.append(EpochWeights(folder, config.ckpt_n_epochs))
+    callbacks.append(CheckpointArtifacts(folder, state))
     return callbacks + list(extra)
 
 
-def _test(model: keras.Model, data: GroupData, batch_size: int) -> float | None:
-    """Score the best weights on the test split: test_mean_iou, test_iou_<structure>, test_loss."""
+def _test(model: keras.Model, data: GroupData, batch_size: int) -> dict[str, float] | None:
+    """Score the best weights on the test split (mean_iou, iou_<structure>, loss), or None."""
     if len(data.sets["test"]) == 0:
         print("[armseg train] no test split (test_percent 0): test metrics not logged")
         return None
     scores = model.evaluate(SliceBatches(data.sets["test"], batch_size, False), return_dict=True, verbose=0)
-    mlflow.log_metrics({f"test_{name}": float(value) for name, value in scores.items()})
-    return float(scores["mean_iou"])
+    return {name: float(value) for name, value in scores.items()}
 
 
-def _log_best(run_id: str) -> tuple[float, int]:
-    """`best_val_mean_iou` and `best_epoch`: the epoch whose weights were kept, from the run's history
+def _best(run_id: str) -> tuple[float, int]:
+    """The best val_mean_iou and its epoch: the weights that were kept, from the run's history
     (so a resumed run counts the epochs before its interruption too)."""
     history = mlflow.MlflowClient().get_metric_history(run_id, MONITOR)
     if not history:
         return float("nan"), 0
     best = max(history, key=lambda m: (m.value, -m.step))  # the first epoch that reached the best
-    mlflow.log_metrics({BEST_METRIC: best.value, BEST_EPOCH_METRIC: float(best.step)})
     return float(best.value), int(best.step)
+
+
+def _log_best(best: float, best_epoch: int, test: dict[str, float] | None, model_id: str,
+              datasets: Mapping[str, object]) -> None:
+    """`best_val_mean_iou`, `best_epoch` and the `test_*` scores, each linked to the logged model
+    and to the split it was measured on (the model's page lists them with their datasets)."""
+    mlflow.log_metrics({BEST_METRIC: best, BEST_EPOCH_METRIC: float(best_epoch)}, model_id=model_id,
+                       dataset=datasets.get("val"))
+    if test:
+        mlflow.log_metrics({f"test_{name}": value for name, value in test.items()}, model_id=model_id,
+                           dataset=datasets.get("test"))
 
 
 def _history(run_id: str, names: Sequence[str]) -> dict[str, list[tuple[int, float]]]:
@@ -272,7 +334,7 @@ def _history(run_id: str, names: Sequence[str]) -> dict[str, list[tuple[int, flo
 
 def _log_learning_curve(run_id: str, config: TrainConfig, best_epoch: int) -> None:
     """loss/val_loss and IoUs per epoch, from the run's own history (resumed epochs included)."""
-    structures = config.labels.foreground
+    structures = config.label_mapping.foreground
     names = ("loss", "val_loss", *(f"val_iou_{name}" for name in structures), MONITOR)
     figure = learning_curve_figure(_history(run_id, names), structures, best_epoch or None)
     mlflow.log_figure(figure, "learning_curve.png")
@@ -287,7 +349,7 @@ def _log_overlays(model: keras.Model, val: SliceSet, config: TrainConfig) -> Non
     picks = _spread(len(val))
     images = val.images[picks].astype(np.float32)
     predicted = np.argmax(model.predict(images[..., None], verbose=0), axis=-1)
-    figure = overlay_figure(images, val.labels[picks], predicted, picks, config.labels.foreground,
+    figure = overlay_figure(images, val.labels[picks], predicted, picks, config.label_mapping.foreground,
                             config.group)
     mlflow.log_figure(figure, "overlays/val_overlays.png")
 
@@ -298,5 +360,5 @@ def _log_transform_examples(train_set: SliceSet, config: TrainConfig) -> None:
     images, labels = augment_batch(train_set.images[picks], train_set.labels[picks], config.transforms,
                                    seed=config.seed)
     figure = transforms_figure(train_set.images[picks], np.asarray(images)[..., 0], np.asarray(labels), picks,
-                               config.labels.num_classes)
+                               config.label_mapping.num_classes)
     mlflow.log_figure(figure, "overlays/augmentation_examples.png")

@@ -16,7 +16,7 @@ import numpy as np
 from armseg.errors import ArmsegError
 from armseg.io.geometry import padded_size, to_slices
 from armseg.io.labels import LabelMap
-from armseg.io.pairs import read_labelled_scan
+from armseg.io.pairs import scan_pair
 from armseg.io.tree import Scan, find_group, group_scans, list_groups, trial_folders
 from armseg.train.config import TrainConfig
 from armseg.train.split import SPLITS, Part, Split, plan_split
@@ -73,15 +73,20 @@ def load_group(config: TrainConfig, pad_multiple: int, progress: bool = True) ->
     scans = group_scans(folder, include_augmented=config.include_augmented)
     if not scans:
         raise ArmsegError(f"{folder}: no trial folders with a volume and segmentation")
-    labels = config.labels
+    labels = config.label_mapping
     volumes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    labelled: dict[str, np.ndarray] = {}
     for number, scan in enumerate(scans, 1):
-        volumes[scan.trial] = _read_slices(scan, labels, config.slice_axis)
+        images, classes, labelled[scan.trial] = _read_slices(scan, labels, config.slice_axis)
+        volumes[scan.trial] = images, classes
         if progress:
-            shape = "x".join(str(s) for s in volumes[scan.trial][0].shape)
+            shape = "x".join(str(s) for s in images.shape)
             print(f"[armseg train] read {number}/{len(scans)} {scan.trial} ({shape} slices x rows x cols)")
     lengths = {trial: images.shape[0] for trial, (images, _) in volumes.items()}
-    split = plan_split(scans, lengths, config)
+    split = plan_split(scans, lengths, config, labelled if config.skip_empty else None)
+    if config.skip_empty and progress:
+        print(f"[armseg train] skipped {split.skipped_empty} unlabelled slices (segmentation all 0; "
+              "--skip-empty false keeps them)")
     if split.count("train") == 0 or split.count("val") == 0:
         raise ArmsegError(f"{folder}: the split left no training or no validation slices "
                           f"({split.summary()}); check --val-percent and the group's scans")
@@ -91,12 +96,21 @@ def load_group(config: TrainConfig, pad_multiple: int, progress: bool = True) ->
     return GroupData(folder=folder, split=split, sets=sets, pad_multiple=pad_multiple)
 
 
-def _read_slices(scan: Scan, labels: LabelMap, slice_axis: int) -> tuple[np.ndarray, np.ndarray]:
-    image, classes = read_labelled_scan(scan, labels)
+def _read_slices(scan: Scan, labels: LabelMap, slice_axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(images, classes, indices of the slices with any raw label): slices stacked on axis 0.
+
+    A slice is labelled when any voxel of its raw segmentation is not 0. Under the default map
+    a slice with only other tissues labelled is all background to the network, yet it was
+    annotated: it teaches where the humerus and the biceps are not, so it is kept.
+    """
+    image, raw = scan_pair(scan)
+    raw_slices = to_slices(np.asarray(raw.array), slice_axis)
+    classes = labels.encode(raw_slices, raw.path)
     array = np.asarray(image.array)
     if not np.issubdtype(array.dtype, np.integer) or array.dtype.itemsize > 2:
         array = array.astype(np.float32)
-    return to_slices(array, slice_axis), to_slices(classes, slice_axis)
+    labelled = np.flatnonzero(raw_slices.reshape(raw_slices.shape[0], -1).any(axis=1))
+    return to_slices(array, slice_axis), classes, labelled
 
 
 def _stack(parts: list[Part], volumes: dict[str, tuple[np.ndarray, np.ndarray]], height: int,

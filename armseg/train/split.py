@@ -4,8 +4,11 @@ Neighbouring ultrasound slices are near-copies of each other, so:
 - With enough scans, whole scans go to train, validation or test; with too few (a group of
   one or two scans), every scan is cut into contiguous blocks along the arm,
   train | gap | val | gap | test, and the gap slices are dropped.
-- Augmented copies (`*_ed`, `*_rot10`) only ever train, and only when their source scan (or its
-  training block) trains: a rotated copy of a validation scan would leak it into training.
+- Augmented copies (`*_ed`, `*_rot`, `*_rot10`) only ever train, and only when their source scan
+  (or its training block) trains: a rotated copy of a validation scan would leak it into training.
+- Unlabelled slices (segmentation all 0: real scans are often segmented over part of their
+  length) are left out of every split when `skip_empty` is set, as OpenArm's `no_empty` did; in
+  a scan cut into blocks, the blocks are cut along its labelled slices.
 
 Planning only: this module reads no file; it works on scan names and slice counts.
 """
@@ -42,31 +45,50 @@ class Split:
 
     mode: str
     parts: dict[str, list[Part]] = field(default_factory=lambda: {name: [] for name in SPLITS})
+    skipped: dict[str, int] = field(default_factory=dict)  # unlabelled slices left out, per scan
 
     def count(self, name: str) -> int:
         return int(sum(part.indices.size for part in self.parts[name]))
 
+    @property
+    def skipped_empty(self) -> int:
+        return int(sum(self.skipped.values()))
+
     def describe(self) -> dict:
-        return {"mode": self.mode, **{name: [p.describe() for p in self.parts[name]] for name in SPLITS}}
+        return {"mode": self.mode, **{name: [p.describe() for p in self.parts[name]] for name in SPLITS},
+                "skipped_unlabelled_slices": self.skipped}
 
     def summary(self) -> str:
         return ", ".join(f"{name} {self.count(name)} slices of {len(self.parts[name])} scans"
                          for name in SPLITS)
 
 
-def plan_split(scans: Sequence[Scan], lengths: dict[str, int], config: TrainConfig) -> Split:
-    """Assign scans (or blocks of them) to train/val/test and thin them (keep_percent, total_keep)."""
+def plan_split(scans: Sequence[Scan], lengths: dict[str, int], config: TrainConfig,
+               labelled: dict[str, np.ndarray] | None = None) -> Split:
+    """Assign scans (or blocks of them) to train/val/test and thin them (keep_percent, total_keep).
+
+    `labelled` (scan -> indices of its slices with any label) leaves every other slice out;
+    None keeps every slice.
+    """
     families = _families(scans)
     eligible = sorted(name for name, members in families.items() if members[0] is not None)
     if not eligible:
         raise ArmsegError("the group holds only augmented copies (*_ed, *_rot*) and no original scan "
                           "to validate on")
+    if labelled is not None:
+        unlabelled = [name for name in eligible if labelled[families[name][0].trial].size == 0]
+        eligible = [name for name in eligible if name not in unlabelled]
+        if not eligible:
+            raise ArmsegError(f"every scan's segmentation is all 0 ({', '.join(unlabelled)}); nothing to "
+                              "train on (--skip-empty false would train on empty labels)")
     shares = np.array([config.train_percent, config.val_percent, config.test_percent], dtype=float)
     needed = 1 + int(shares[1] > 0) + int(shares[2] > 0)
     if len(eligible) >= needed:
         split = _split_by_scan(families, eligible, shares, lengths, config)
     else:
-        split = _split_by_block(families, eligible, shares, lengths, config)
+        split = _split_by_block(families, eligible, shares, lengths, config, labelled)
+    if labelled is not None:
+        _drop_unlabelled(split, labelled)
     for name in SPLITS:
         split.parts[name] = [_keep(part, config.keep_percent) for part in split.parts[name]]
     if config.total_keep is not None:
@@ -141,7 +163,8 @@ def block_bounds(length: int, shares: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _split_by_block(families: dict[str, list], eligible: list[str], shares: np.ndarray,
-                    lengths: dict[str, int], config: TrainConfig) -> Split:
+                    lengths: dict[str, int], config: TrainConfig,
+                    labelled: dict[str, np.ndarray] | None = None) -> Split:
     split = Split("by_block")
     for source in sorted(families):
         original, *copies = families[source]
@@ -149,8 +172,14 @@ def _split_by_block(families: dict[str, list], eligible: list[str], shares: np.n
             if config.include_augmented:
                 split.parts["train"] += [_whole(c, lengths) for c in copies]
             continue
+        if source not in eligible:  # no labelled slice at all: left to _drop_unlabelled to count
+            members = [original, *(copies if config.include_augmented else [])]
+            split.parts["train"] += [_whole(scan, lengths) for scan in members]
+            continue
+        # Blocks along the slices that count: the labelled ones when unlabelled slices are skipped.
+        along = labelled[original.trial] if labelled is not None else np.arange(lengths[original.trial])
         try:
-            bounds = block_bounds(lengths[original.trial], shares)
+            bounds = {name: along[block] for name, block in block_bounds(along.size, shares).items()}
         except ArmsegError as error:
             raise ArmsegError(f"{original.folder}: {error}") from error
         for name in SPLITS:
@@ -161,6 +190,20 @@ def _split_by_block(families: dict[str, list], eligible: list[str], shares: np.n
                 indices = bounds["train"][bounds["train"] < lengths[copy.trial]]
                 split.parts["train"].append(Part(copy, indices))
     return split
+
+
+def _drop_unlabelled(split: Split, labelled: dict[str, np.ndarray]) -> None:
+    """Keep only labelled slices in every part; count what was left out, per scan."""
+    for name in SPLITS:
+        kept = []
+        for part in split.parts[name]:
+            indices = part.indices[np.isin(part.indices, labelled[part.scan.trial])]
+            if indices.size < part.indices.size:
+                split.skipped[part.scan.trial] = (split.skipped.get(part.scan.trial, 0)
+                                                  + int(part.indices.size - indices.size))
+            if indices.size:
+                kept.append(Part(part.scan, indices))
+        split.parts[name] = kept
 
 
 def _keep(part: Part, keep_percent: float) -> Part:

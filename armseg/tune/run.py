@@ -4,7 +4,11 @@ Every worker runs the same loop: ask Optuna for a trial within the study's budge
 with Optuna's Keras pruning callback on `val_mean_iou`, tell Optuna the best validation score
 (or PRUNED/FAIL), repeat. All trial runs nest under the one parent run the study records;
 when a worker finds nothing left to run, it points the registry alias `champion` at the best
-trial's model version and records it on the parent.
+trial's model and records it on the parent.
+
+Trials log their model in their own run but do not register it: a study of 40 trials adds
+one registry version (its best trial's, made when the study ends), not 40. A trial's number
+is Optuna's, in the run name (`<study>-trial-3`), its `armseg.trial_number` tag and the output.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import optuna
 from optuna_integration.keras import KerasPruningCallback
 
 from armseg.errors import ArmsegError
+from armseg.model.registry import register_run_model, versions_of_run
 from armseg.tracking.contract import (
     BEST_METRIC,
     BEST_RUN_TAG,
@@ -50,7 +55,6 @@ from armseg.tune.study import (
 
 STAGE = "tune"
 RUN_ID_ATTR = "mlflow_run_id"
-VERSION_ATTR = "model_version"
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,8 @@ def _run_trials(study: optuna.Study, request: TuneRequest, dimensions: Mapping[s
         trial = ask_within_budget(study, request.n_trials)
         if trial is None:
             break
-        print(f"[armseg tune] trial {trial.number + 1}/{request.n_trials} of study {study.study_name}")
+        print(f"[armseg tune] trial {trial.number} of study {study.study_name} "
+              f"(the study runs {request.n_trials} in all)")
         _run_one(study, trial, request, dimensions, fixed)
         ran += 1
     return ran
@@ -139,29 +144,35 @@ def _run_one(study: optuna.Study, trial: optuna.Trial, request: TuneRequest,
     values = {**suggest_all(trial, dimensions), **fixed, "group": request.group}
     try:
         config = resolve_config(values, request.config, request.section)
-        result = train(config, extra_callbacks=[RecordTrial(trial), KerasPruningCallback(trial, MONITOR)])
+        result = train(config, extra_callbacks=[RecordTrial(trial), KerasPruningCallback(trial, MONITOR)],
+                       register=False, run_name=trial_run_name(study.study_name, trial.number),
+                       tags={STUDY_TAG: study.study_name, TRIAL_NUMBER_TAG: str(trial.number)})
     except optuna.TrialPruned:
         if RUN_ID_ATTR in trial.user_attrs:
             mlflow.MlflowClient().set_tag(trial.user_attrs[RUN_ID_ATTR], PRUNED_TAG, "true")
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        print(f"[armseg tune] trial {trial.number + 1} pruned")
+        print(f"[armseg tune] trial {trial.number} pruned")
         return
     except ArmsegError:
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         raise
     except Exception as error:  # one diverging network must not end a night's search
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        print(f"[armseg tune] trial {trial.number + 1} failed: {type(error).__name__}: {error}")
+        print(f"[armseg tune] trial {trial.number} failed: {type(error).__name__}: {error}")
         return
-    if result.model_version is not None:
-        trial.set_user_attr(VERSION_ATTR, result.model_version)
     value = result.best_val_mean_iou
     study.tell(trial, value if math.isfinite(value) else 0.0)
-    print(f"[armseg tune] trial {trial.number + 1}: best val_mean_iou {value:.4f} ({result.model_uri})")
+    print(f"[armseg tune] trial {trial.number}: best val_mean_iou {value:.4f} ({result.model_uri})")
+
+
+def trial_run_name(study: str, number: int) -> str:
+    """`<study>-trial-<n>`, n being Optuna's trial number."""
+    return f"{study}-trial-{number}"
 
 
 class RecordTrial(keras.callbacks.Callback):
-    """Links the trial and its train run both ways as soon as the run exists."""
+    """Links the trial to its train run as soon as the run exists (the run is tagged with the
+    trial's number when it opens)."""
 
     def __init__(self, trial: optuna.Trial) -> None:
         super().__init__()
@@ -171,29 +182,45 @@ class RecordTrial(keras.callbacks.Callback):
         run = mlflow.active_run()
         if run is not None:
             self.trial.set_user_attr(RUN_ID_ATTR, run.info.run_id)
-            mlflow.set_tag(TRIAL_NUMBER_TAG, str(self.trial.number))
 
 
 def _crown(study: optuna.Study, parent_id: str, ran: int) -> TuneResult:
-    """Point `champion` at the best completed trial's version; record it on the parent run."""
+    """Register the best completed trial's model (once) and point `champion` at that version."""
     completed = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
     if not completed:
         print(f"[armseg tune] study {study.study_name}: no completed trial yet; no champion")
         return TuneResult(study.study_name, parent_id, ran, None, {}, None)
     best = max(completed, key=lambda t: t.value)
-    version = best.user_attrs.get(VERSION_ATTR)
+    run_id = str(best.user_attrs.get(RUN_ID_ATTR, ""))
     client = mlflow.MlflowClient()
+    version = _register_once(run_id, study.study_name) if run_id else None
     if version is not None:
-        client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION_ALIAS, str(version))
-        client.set_tag(parent_id, CHAMPION_VERSION_TAG, str(version))
+        client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION_ALIAS, version)
+        client.set_tag(parent_id, CHAMPION_VERSION_TAG, version)
     client.set_tag(parent_id, BEST_TRIAL_TAG, str(best.number))
-    client.set_tag(parent_id, BEST_RUN_TAG, str(best.user_attrs.get(RUN_ID_ATTR, "")))
+    client.set_tag(parent_id, BEST_RUN_TAG, run_id)
     client.log_metric(parent_id, BEST_METRIC, float(best.value))
     client.log_metric(parent_id, "n_trials_complete", len(completed))
-    print(f"[armseg tune] best trial {best.number + 1}: val_mean_iou {best.value:.4f} "
+    print(f"[armseg tune] best trial {best.number}: val_mean_iou {best.value:.4f} "
           + (f"-> models:/{REGISTERED_MODEL}@{CHAMPION_ALIAS} (version {version})" if version else ""))
-    return TuneResult(study.study_name, parent_id, ran, float(best.value), dict(best.params),
-                      str(version) if version is not None else None)
+    return TuneResult(study.study_name, parent_id, ran, float(best.value), dict(best.params), version)
+
+
+def _register_once(run_id: str, study_name: str) -> str:
+    """The best trial's registered version, registering it if no worker has yet.
+
+    Workers sharing a study may crown at the same moment and each register the same run; every
+    worker then keeps the lowest version of that run and removes the one it added, so the
+    registry ends with exactly one version per best trial.
+    """
+    existing = versions_of_run(run_id)
+    if existing:
+        return str(existing[0].version)
+    mine = register_run_model(run_id, made_by=STAGE, study=study_name)
+    kept = versions_of_run(run_id)[0]
+    if str(kept.version) != str(mine.version):
+        mlflow.MlflowClient().delete_model_version(REGISTERED_MODEL, str(mine.version))
+    return str(kept.version)
 
 
 def _describe(dimension: Dimension) -> str:

@@ -1,0 +1,139 @@
+"""The logged model's Python-function flavour: a raw scan in, raw labels of the same shape out.
+
+This file is logged with every model as MLflow "model from code", so it imports only numpy,
+MLflow and (when the model loads) Keras: whoever loads `models:/armseg-unet@champion`
+(`mlflow.pyfunc.load_model`, `mlflow models predict`, `mlflow models serve`) needs no armseg.
+It is also armseg's own inference loop (`armseg.predict.volume` calls `classify_volume`), so
+`armseg predict` and the served model segment a scan identically.
+
+Input: a 3-D scan of any numeric dtype (uint8, int16, float...) and any in-plane size, its
+slices along the model's slice axis (param `slice_axis` overrides it: 0 takes a batch of
+2-D slices), or one 2-D slice. Each slice is zero-padded to the network's multiple, normalised
+inside the network, classified and cropped back; the classes are written as the model's raw
+label values (OpenArm: 0, 7 humerus, 52 biceps). MLflow's tensor schema admits exactly one
+dtype and would refuse a uint8 scan, so the signature declares the output and the params and
+the input example shows the input; the model checks its input itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from mlflow.models import set_model
+from mlflow.pyfunc import PythonModel
+
+NETWORK_ARTIFACT = "network"  # the Keras network, under the model's artifacts/
+SETTINGS_ARTIFACT = "inference"  # JSON: pad_multiple, slice_axis, label_map, group
+DEFAULT_BATCH_SIZE = 16
+
+
+def padded_size(size: int, multiple: int) -> int:
+    return -(-size // multiple) * multiple
+
+
+def classify_slices(network: Any, stack: np.ndarray, pad_multiple: int, batch_size: int = DEFAULT_BATCH_SIZE,
+                    on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+    """Class index per pixel (uint8) of (N, H, W) slices, in batches, padded and cropped back."""
+    count, height, width = stack.shape
+    rows, columns = padded_size(height, pad_multiple), padded_size(width, pad_multiple)
+    classes = np.empty((count, height, width), dtype=np.uint8)
+    classify = batch_classifier(network)
+    for start in range(0, count, batch_size):
+        part = stack[start:start + batch_size]
+        batch = np.zeros((len(part), rows, columns, 1), dtype=np.float32)
+        batch[:, :height, :width, 0] = part
+        classes[start:start + len(part)] = classify(batch)[:, :height, :width]
+        if on_batch is not None:
+            on_batch(len(part))
+    return classes
+
+
+def batch_classifier(network: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """Padded batch -> class per pixel. For a functional Keras network (what is logged) the argmax
+    runs on the network's own device: a GPU hands back one byte per pixel, not every class's
+    probability, and the host does no argmax. Anything else with `predict_on_batch` (the
+    probabilities) is reduced on the host, a batch at a time."""
+    if not getattr(network, "outputs", None):
+        return lambda batch: np.asarray(network.predict_on_batch(batch)).argmax(axis=-1)
+    classifier = _class_network(network)
+    return lambda batch: np.asarray(classifier.predict_on_batch(batch))
+
+
+@functools.lru_cache(maxsize=4)
+def _class_network(network: Any) -> Any:
+    """`network` ending in the argmax over classes; cached, so it compiles once for every volume."""
+    import keras
+
+    classes = keras.ops.cast(keras.ops.argmax(network.outputs[0], axis=-1), "uint8")
+    return keras.Model(network.inputs, classes, name=f"{network.name}_classes")
+
+
+def classify_volume(network: Any, volume: np.ndarray, pad_multiple: int, slice_axis: int = 2,
+                    batch_size: int = DEFAULT_BATCH_SIZE,
+                    on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+    """Class index per voxel (uint8, the volume's shape), slices taken along `slice_axis`."""
+    if volume.ndim != 3:
+        raise ValueError(f"expected a 3-D scan, got shape {volume.shape}")
+    if slice_axis not in (0, 1, 2):
+        raise ValueError(f"slice_axis must be 0, 1 or 2, got {slice_axis}")
+    slices = np.moveaxis(volume, slice_axis, 0)
+    classes = classify_slices(network, slices, pad_multiple, batch_size, on_batch)
+    return np.ascontiguousarray(np.moveaxis(classes, 0, slice_axis))
+
+
+def raw_value_table(label_map_json: str) -> np.ndarray:
+    """Class index -> the raw value it is written as (background 0, else the class's first value)."""
+    mapping = json.loads(label_map_json)
+    values = [0 if index == 0 else int(raws[0]) for index, raws in enumerate(mapping.values())]
+    return np.array(values, dtype=np.uint8 if max(values) <= 255 else np.uint16)
+
+
+def as_scan(model_input: Any) -> np.ndarray:
+    """The scan as a numeric numpy array, whatever container MLflow handed over."""
+    if hasattr(model_input, "to_numpy"):  # a DataFrame (CSV input): one 2-D slice
+        model_input = model_input.to_numpy()
+    if isinstance(model_input, dict) and len(model_input) == 1:  # {"image": ...}
+        model_input = next(iter(model_input.values()))
+    array = np.asarray(model_input)
+    if array.dtype == object:
+        try:
+            array = array.astype(np.float32)
+        except (TypeError, ValueError) as error:
+            raise ValueError("the scan must be an array of numbers") from error
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise ValueError(f"the scan must hold numbers, got dtype {array.dtype}")
+    if array.ndim not in (2, 3) or 0 in array.shape:
+        raise ValueError(f"expected a 3-D scan or a 2-D slice, got shape {array.shape}")
+    return array
+
+
+class ArmsegUnet(PythonModel):
+    """The U-Net with what inference needs: pad multiple, slice axis and label map."""
+
+    def load_context(self, context: Any) -> None:
+        import keras
+
+        with open(context.artifacts[SETTINGS_ARTIFACT], encoding="utf-8") as stream:
+            config = json.load(stream)
+        self.network = keras.saving.load_model(context.artifacts[NETWORK_ARTIFACT], compile=False)
+        self.pad_multiple = int(config["pad_multiple"])
+        self.slice_axis = int(config.get("slice_axis", 2))
+        self.raw_values = raw_value_table(config["label_map"])
+
+    def predict(self, context: Any, model_input: np.ndarray,
+                params: dict[str, Any] | None = None) -> np.ndarray:
+        # np.ndarray is a hint MLflow validates nothing by: as_scan checks (and takes lists, DataFrames).
+        scan = as_scan(model_input)
+        axis = int((params or {}).get("slice_axis", self.slice_axis))
+        if scan.ndim == 2:
+            classes = classify_slices(self.network, scan[np.newaxis], self.pad_multiple)[0]
+        else:
+            classes = classify_volume(self.network, scan, self.pad_multiple, axis)
+        return self.raw_values[classes]
+
+
+set_model(ArmsegUnet())

@@ -1,0 +1,164 @@
+"""The registered model anyone can apply: a raw scan in, raw labels of its shape out, through
+`mlflow.pyfunc`, `mlflow models predict` and `mlflow models serve` alike."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+
+from armseg.io.labels import DEFAULT_LABEL_MAP, LabelMap
+from armseg.model.registry import InferenceInfo, log_unet, register_run_model
+from armseg.predict.volume import predict_classes
+
+CHAMPION = "models:/armseg-unet@champion"
+BIN = Path(sys.executable).parent
+
+
+def logged_unet(info: InferenceInfo, num_classes: int = 3) -> str:
+    """An (untrained) U-Net logged and registered as `train` does; returns its version."""
+    from armseg.model.unet import build_unet
+
+    with mlflow.start_run() as run:
+        mlflow.set_tags({"armseg.stage": "train", "armseg.group": "group_1_1"})
+        log_unet(build_unet(depth=2, base_filters=4, num_classes=num_classes), info)
+    return str(register_run_model(run.info.run_id, "train").version)
+
+
+@pytest.fixture(scope="module")
+def champion(module_tracking: str) -> str:
+    version = logged_unet(InferenceInfo(pad_multiple=4, group="group_1_1"))
+    mlflow.MlflowClient().set_registered_model_alias("armseg-unet", "champion", version)
+    return version
+
+
+@pytest.fixture(scope="module")
+def model(champion: str) -> mlflow.pyfunc.PyFuncModel:
+    return mlflow.pyfunc.load_model(CHAMPION)
+
+
+def scan(dtype=np.uint8, shape=(50, 66, 7)) -> np.ndarray:
+    return np.random.default_rng(3).integers(0, 200, size=shape).astype(dtype)
+
+
+def test_a_raw_scan_of_any_dtype_and_size_comes_back_as_raw_labels_of_its_shape(model) -> None:
+    raw = scan()
+    labels = model.predict(raw)
+    assert labels.shape == raw.shape and labels.dtype == np.uint8
+    assert set(np.unique(labels)) <= {0, 7, 52}
+    for dtype in (np.int16, np.float32, np.float64):  # the same intensities, another dtype: same labels
+        np.testing.assert_array_equal(model.predict(raw.astype(dtype)), labels)
+    # What `armseg predict` writes for the same scan.
+    network = model.unwrap_python_model().network
+    expected = DEFAULT_LABEL_MAP.decode(predict_classes(network, raw, InferenceInfo(pad_multiple=4)))
+    np.testing.assert_array_equal(labels, expected)
+
+
+def test_a_batch_of_slices_a_single_slice_and_a_list(model) -> None:
+    raw = scan()
+    volume_labels = model.predict(raw)
+    batch = np.moveaxis(raw, 2, 0)  # 7 slices of 50 x 66
+    np.testing.assert_array_equal(model.predict(batch, params={"slice_axis": 0}),
+                                  np.moveaxis(volume_labels, 2, 0))
+    np.testing.assert_array_equal(model.predict(raw[:, :, 3]), volume_labels[:, :, 3])
+    assert model.predict(raw[:5, :6, :2].tolist()).shape == (5, 6, 2)
+
+
+def test_signature_and_input_example_say_what_goes_in_and_out(model) -> None:
+    signature = model.metadata.signature
+    assert signature.inputs is None  # MLflow's tensor schema would admit one dtype only
+    (output,) = signature.outputs.to_dict()
+    assert (output["name"], output["tensor-spec"]["dtype"], tuple(output["tensor-spec"]["shape"])) == (
+        "labels", "uint8", (-1, -1, -1))
+    assert signature.params.to_dict()[0]["name"] == "slice_axis"
+    example = model.input_example
+    assert example.ndim == 3 and model.predict(example.astype(np.uint8)).shape == example.shape
+
+
+def test_the_model_s_own_label_values(module_tracking: str, champion: str) -> None:
+    bones = LabelMap(classes=("background", "bone"), raw_values={"background": (0,), "bone": (3, 4)})
+    version = logged_unet(InferenceInfo(pad_multiple=4, label_map=bones), num_classes=2)
+    labels = mlflow.pyfunc.load_model(f"models:/armseg-unet/{version}").predict(scan(np.int16, (20, 24, 3)))
+    assert labels.shape == (20, 24, 3) and set(np.unique(labels)) <= {0, 3}
+
+
+def test_not_a_scan_is_refused_with_a_reason(model) -> None:
+    with pytest.raises(Exception, match="3-D scan or a 2-D slice"):
+        model.predict(np.zeros((2, 3, 4, 5), np.uint8))
+    with pytest.raises(Exception, match="numbers"):
+        model.predict(np.array([["a", "b"], ["c", "d"]]))
+
+
+# --- the MLflow CLI, as a user without armseg would apply the model ----------------------------------
+
+def cli_env(tracking: str) -> dict[str, str]:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    env.pop("MLFLOW_RUN_ID", None)
+    return env
+
+
+@pytest.mark.slow
+def test_mlflow_models_predict_on_a_json_scan(module_tracking: str, champion: str, tmp_path: Path) -> None:
+    raw = scan(shape=(9, 13, 2))
+    (tmp_path / "scan.json").write_text(json.dumps({"inputs": raw.tolist()}))
+    command = [str(BIN / "mlflow"), "models", "predict", "-m", CHAMPION, "-i", str(tmp_path / "scan.json"),
+               "-t", "json", "-o", str(tmp_path / "labels.json"), "--env-manager", "local"]
+    done = subprocess.run(command, env=cli_env(module_tracking), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    labels = np.array(json.loads((tmp_path / "labels.json").read_text())["predictions"])
+    np.testing.assert_array_equal(labels, mlflow.pyfunc.load_model(CHAMPION).predict(raw))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_a_request(module_tracking: str, champion: str, tmp_path: Path) -> None:
+    port = free_port()
+    with open(tmp_path / "serve.log", "w") as log:
+        # Its own session: the server and the uvicorn worker it starts are stopped together.
+        command = [str(BIN / "mlflow"), "models", "serve", "-m", CHAMPION, "--env-manager", "local",
+                   "-h", "127.0.0.1", "-p", str(port)]
+        server = subprocess.Popen(command, env=cli_env(module_tracking), stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/ping", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                log_tail = (tmp_path / "serve.log").read_text()[-3000:]
+                pytest.fail(f"mlflow models serve did not start: {log_tail}")
+            time.sleep(1)
+        raw = scan(shape=(9, 13, 2))
+        body = json.dumps({"inputs": raw.tolist()}).encode()
+        request = urllib.request.Request(f"{url}/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            labels = np.array(json.loads(answer.read())["predictions"])
+        assert labels.shape == raw.shape and set(np.unique(labels)) <= {0, 7, 52}
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)
