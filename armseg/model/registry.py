@@ -158,6 +158,20 @@ def logged_model_uri(run: Run) -> str:
     return f"runs:/{run.info.run_id}/{MODEL_ARTIFACT}"
 
 
+def _label_map_text(params: dict[str, str]) -> str:
+    """The map a run trained with: its JSON `label_map`, else its preset (`labels`) spelled out."""
+    given = params.get("label_map")
+    if given not in (None, "", "None"):
+        return given
+    from armseg.io.labels import preset
+
+    name = params.get("labels")
+    try:
+        return preset(name if name not in (None, "", "None") else "openarm").to_json()
+    except Exception:  # an old run with a preset this version no longer knows: say its name
+        return params.get("labels", "?")
+
+
 def describe(run: Run, made_by: str, study: str | None = None) -> str:
     """The version's description: what a reader of the registry needs to judge and trace it."""
     params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
@@ -169,7 +183,7 @@ def describe(run: Run, made_by: str, study: str | None = None) -> str:
     return (f"U-Net for group {tags.get(GROUP_TAG, params.get('group', '?'))} on data root "
             f"{tags.get(DATA_ROOT_TAG, params.get('data_root', '?'))}, made by {how}. "
             f"Best val_mean_iou {best_text} at epoch {best_epoch} of {epochs_run} run "
-            f"(epochs {params.get('epochs', '?')}). Label map {params.get('label_map', '?')}. "
+            f"(epochs {params.get('epochs', '?')}). Label map {_label_map_text(params)}. "
             f"Train run {run.info.run_id}.")
 
 

@@ -19,7 +19,7 @@ from mlflow.exceptions import MlflowException
 
 from armseg.errors import ArmsegError
 from armseg.model.precision import resolve_precision
-from armseg.model.registry import log_unet
+from armseg.model.registry import log_unet, register_run_model
 from armseg.tracking.contract import (
     EPOCH_TAG,
     GROUP_TAG,
@@ -71,9 +71,8 @@ def select_epoch(run_id: str, epoch: int) -> SelectedEpoch:
         model = inference_model(config, policy or resolve_precision(config.precision))
         model.load_weights(weights)
         _log_epoch_scores(run_id, epoch)
-        version = log_unet(model, inference_info(config))
-        if version is None:
-            raise ArmsegError(f"the model registry at {mlflow.get_registry_uri()} did not register the model")
+        log_unet(model, inference_info(config))
+        version = register_run_model(run.info.run_id, made_by=STAGE)
         _describe(version.version, run_id, epoch, config.group)
         model_uri = f"models:/{REGISTERED_MODEL}/{version.version}"
         print(f"[armseg select-epoch] epoch {epoch} of {config.group} (run {run_id}) is {model_uri} "

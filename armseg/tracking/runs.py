@@ -45,9 +45,22 @@ def use_experiment(name: str) -> str:
     if found is not None and found.lifecycle_stage != "active":
         raise ArmsegError(f"--experiment {name}: that experiment is deleted in {mlflow.get_tracking_uri()}; "
                           "restore it (mlflow experiments restore) or choose another name")
-    experiment_id = found.experiment_id if found is not None else client.create_experiment(name)
+    experiment_id = found.experiment_id if found is not None else _create_experiment(client, name)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+def _create_experiment(client: mlflow.MlflowClient, name: str) -> str:
+    """Create it; several workers starting at once may race, and the loser uses the winner's."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.create_experiment(name)
+    except MlflowException:
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
 
 
 @functools.cache

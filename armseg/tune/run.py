@@ -193,6 +193,12 @@ def _crown(study: optuna.Study, parent_id: str, ran: int) -> TuneResult:
     best = max(completed, key=lambda t: t.value)
     run_id = str(best.user_attrs.get(RUN_ID_ATTR, ""))
     client = mlflow.MlflowClient()
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    if running:  # the best may still change: the worker that finishes last registers it, once
+        numbers = ", ".join(str(t.number) for t in running)
+        print(f"[armseg tune] trials {numbers} still run on other workers; the last one to finish registers "
+              f"the champion (best so far: trial {best.number}, val_mean_iou {best.value:.4f})")
+        return TuneResult(study.study_name, parent_id, ran, float(best.value), dict(best.params), None)
     version = _register_once(run_id, study.study_name) if run_id else None
     if version is not None:
         client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION_ALIAS, version)
