@@ -3,13 +3,18 @@
 Each batch is the slices and their class maps stacked as two channels, (B, H, W, 2), still in
 their stored integer types: the host only gathers bytes (one byte per voxel for 8-bit scans),
 and the casting and the random transforms happen inside the train step on the training device
-(armseg.train.trainer). Worker threads gather the next batches while the device computes.
+(armseg.train.trainer). Gathering a batch is a copy of a few hundred kilobytes, so it happens in
+the training loop's own thread (one worker, Keras's default): JAX overlaps it with the device's
+previous step (asynchronous dispatch, one batch ahead) and TensorFlow prefetches it from its own
+thread.
+Keras's pool of worker threads would cost more than it saves: it drains its queue for 0.1 s at the
+end of every epoch.
 
 Training batches walk an endless stream of shuffled passes over the pool (each pass reshuffled
 from the seed and its number), cut into epochs of `steps` batches: `steps` counts the original
 slices only (GroupData.steps_per_epoch), so augmented copies widen the pool without lengthening
-an epoch. Any batch is a pure function of (seed, epoch, index), so worker threads, Keras's
-look-ahead and a resumed run all see the same stream.
+an epoch. Any batch is a pure function of (seed, epoch, index), so Keras's look-ahead, worker
+threads if asked for, and a resumed run all see the same stream.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import numpy as np
 
 from armseg.train.slices import SliceSet
 
-DEFAULT_WORKERS = 2
+DEFAULT_WORKERS = 1
 
 
 class SliceBatches(keras.utils.PyDataset):
@@ -29,7 +34,7 @@ class SliceBatches(keras.utils.PyDataset):
 
     def __init__(self, slices: SliceSet, batch_size: int, training: bool, seed: int = 0,
                  steps: int | None = None, first_epoch: int = 0, workers: int = DEFAULT_WORKERS):
-        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
+        super().__init__(workers=workers, use_multiprocessing=False)
         if len(slices) == 0:
             raise ValueError("no slices to batch")
         self.images, self.labels = slices.images, slices.labels
