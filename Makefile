@@ -23,7 +23,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check armseg tests benchmarks
 
 bench: $(STAMP)
-	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
+	for script in benchmarks/bench_*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) demo mlflow.db mlruns optuna.db

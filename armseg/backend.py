@@ -1,5 +1,10 @@
 """Loading Keras (and the backend `KERAS_BACKEND` names) quietly, once, for commands that run a network.
 
+armseg runs on Keras 3's `tensorflow` backend (the default) and on `jax`; `torch` works for
+single-device training and prediction but is not tested. Nothing outside the TensorFlow backend
+imports TensorFlow: the input path, the transforms, the losses and the model are Keras
+operations. The backend is fixed per process (Keras reads `KERAS_BACKEND` once, at import).
+
 TensorFlow's native libraries write start-up lines (oneDNN, CPU feature notes, an absl warning)
 straight to file descriptor 2 while Keras is imported, before any Python logging setting can
 reach them. They say nothing a user can act on and bury armseg's own one-line errors, so the
@@ -27,6 +32,18 @@ NATIVE_NOISE = (
     "computation placer already registered",
     "TF-TRT Warning",
 )
+
+
+BACKENDS = ("tensorflow", "jax", "torch")
+DEFAULT_BACKEND = "tensorflow"
+
+
+def backend_name() -> str:
+    """The Keras backend this process runs: Keras's own answer once it is loaded, else what
+    `KERAS_BACKEND` asks for (tensorflow when unset)."""
+    if "keras" in sys.modules:
+        return sys.modules["keras"].backend.backend()
+    return os.environ.get("KERAS_BACKEND", "").strip().lower() or DEFAULT_BACKEND
 
 
 def quiet_environment() -> None:

@@ -15,13 +15,13 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
-from armseg.train.data import load_group
 
 from armseg.io.geometry import to_slices
 from armseg.io.pairs import read_labelled_scan
 from armseg.io.tree import find_group, group_scans
 from armseg.synth.tree import write_tree
 from armseg.train.config import TrainConfig
+from armseg.train.slices import load_group
 
 CLASSES = 3
 BATCH = 8

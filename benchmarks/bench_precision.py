@@ -16,13 +16,13 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from armseg.train.data import load_group, make_dataset
 
 from armseg.model.losses import make_loss
 from armseg.model.precision import BF16_CPU_FLAGS, cpu_flags, dtype_policy, resolve_precision
 from armseg.model.unet import build_unet
 from armseg.synth.tree import write_tree
 from armseg.train.config import TrainConfig
+from armseg.train.slices import load_group
 
 POLICIES = ("float32", "mixed_bfloat16")
 SIZE, BATCH, DEPTH, BASE = 256, 8, 4, 16
@@ -64,14 +64,15 @@ def iou_of_same_weights(data, epochs: int) -> dict[str, float]:
     """Train once in float32, then score those weights in both policies on the validation slices:
     the IoU difference is then bf16 arithmetic alone, not the luck of two training runs."""
     trained = compiled("float32", 8)
-    train = make_dataset(data.sets["train"], BATCH, True, seed=0)
-    trained.fit(train, epochs=epochs, steps_per_epoch=data.steps_per_epoch(BATCH), shuffle=False, verbose=0)
-    val = make_dataset(data.sets["val"], BATCH, False)
+    train, val = data.sets["train"], data.sets["val"]
+    trained.fit(train.images.astype(np.float32)[..., None], train.labels, batch_size=BATCH, epochs=epochs,
+                verbose=0)
     scores = {}
     for policy in POLICIES:
         model = compiled(policy, 8)
         model.set_weights(trained.get_weights())
-        scores[policy] = float(model.evaluate(val, return_dict=True, verbose=0)["mean_iou"])
+        scores[policy] = float(model.evaluate(val.images.astype(np.float32)[..., None], val.labels,
+                                              batch_size=BATCH, return_dict=True, verbose=0)["mean_iou"])
     return scores
 
 

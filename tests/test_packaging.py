@@ -20,6 +20,32 @@ def test_conda_env_lists_the_same_dependencies_as_pyproject() -> None:
     assert sorted(pyproject) == sorted(p for p in pip_list if p != "-e .")
 
 
+def test_gpu_extras_exist_and_the_readme_names_them() -> None:
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(r.startswith("tensorflow[and-cuda]") for r in extras["gpu-tf"])
+    assert any(r.startswith("jax[cuda") for r in extras["gpu-jax"])
+    assert any(r.startswith("jax") for r in extras["dev"])  # CI tests the JAX backend on its CPU wheel
+    readme = (ROOT / "README.md").read_text()
+    assert "[gpu-tf]" in readme and "[gpu-jax]" in readme
+
+
+def test_gpu_check_wheels_need_no_tensorflow_and_fit_armseg_ranges() -> None:
+    """benchmarks/gpu_wheels.txt: what a GPU machine without a network gets besides its own Python."""
+    from packaging.requirements import Requirement
+
+    wanted = {Requirement(r).name.lower(): Requirement(r).specifier
+              for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    wanted["mlflow-skinny"] = wanted["mlflow"]  # the client half of MLflow: same releases, same range
+    text = (ROOT / "benchmarks" / "gpu_wheels.txt").read_text()
+    lines = [line.split("#")[0].strip() for line in text.splitlines()]
+    pins = dict(line.split("==") for line in lines if line)
+    assert not {"tensorflow", "tensorflow-cpu", "simpleitk"} & {name.lower() for name in pins}
+    assert {"keras", "mlflow-skinny", "nibabel", "sqlalchemy", "alembic"} <= set(pins)
+    for name, version in pins.items():
+        if name.lower() in wanted:
+            assert version in wanted[name.lower()], f"{name}=={version} outside {wanted[name.lower()]}"
+
+
 def _flags(command: str) -> list[str]:
     import argparse
 

@@ -12,7 +12,6 @@ from armseg.io.tree import Scan
 from armseg.train.config import TrainConfig
 from armseg.train.slices import group_folder, load_group
 from armseg.train.split import block_bounds, plan_split
-from armseg.train.stream import make_dataset
 
 
 def scan(name: str) -> Scan:
@@ -121,27 +120,79 @@ def test_group_folder_prefers_existing_training_data_dir(tiny_tree: Path, tmp_pa
         group_folder(TrainConfig(group="nope", data_root=str(tiny_tree)))
 
 
-def test_dataset_streams_float32_images_and_uint8_labels_augmented_consistently() -> None:
+def tissue_slices(count: int = 6):
     from armseg.train.slices import SliceSet
 
-    labels = np.zeros((6, 48, 64), np.uint8)
+    labels = np.zeros((count, 48, 64), np.uint8)
     labels[:, 10:30, 5:40] = 2
     labels[:, 32:44, 20:30] = 1
     images = (labels * 100 + 20).astype(np.uint8)
-    dataset = make_dataset(SliceSet(images, labels), batch_size=3, training=True, seed=0)
-    spec = dataset.element_spec
-    assert spec[0].dtype.name == "float32" and spec[1].dtype.name == "uint8"
-    for batch_images, batch_labels in dataset.take(6):  # endless: fit's steps_per_epoch ends epochs
-        x, y = batch_images.numpy()[..., 0], batch_labels.numpy()
-        assert x.shape == (3, 48, 64) and y.shape == (3, 48, 64)
-        assert set(np.unique(y)) <= {0, 1, 2}
+    images += np.arange(count, dtype=np.uint8)[:, None, None]  # each slice recognisable
+    return SliceSet(images, labels)
+
+
+def test_batches_stack_stored_slices_and_labels_shuffled_endlessly_or_in_order() -> None:
+    from armseg.train.batches import SliceBatches
+
+    slices = tissue_slices(6)
+    training = SliceBatches(slices, batch_size=4, training=True, seed=0, steps=2)
+    assert len(training) == 2
+    [batch] = training[0]
+    assert batch.dtype == np.uint8 and batch.shape == (4, 48, 64, 2)  # bytes: the step casts on the device
+    seen = []
+    for _ in range(3):  # 3 epochs x 2 steps x 4 = 24 slices = 4 shuffled passes over the 6
+        for index in range(len(training)):
+            for pair in training[index][0]:
+                number = int(pair[0, 0, 0]) - 20  # background pixel: 20 + the slice's number
+                np.testing.assert_array_equal(pair[..., 1], slices.labels[number])
+                seen.append(number)
+        training.on_epoch_end()
+    assert [sorted(seen[i:i + 6]) for i in range(0, 24, 6)] == [list(range(6))] * 4
+    assert seen[:6] != seen[6:12]  # reshuffled every pass
+    resumed = SliceBatches(slices, 4, True, seed=0, steps=2, first_epoch=1)  # a run resumed at epoch 2
+    assert [int(pair[0, 0, 0]) - 20 for pair in resumed[0][0]] == seen[8:12]
+    ordered = SliceBatches(slices, 4, training=False)
+    assert len(ordered) == 2 and ordered[1][0].shape[0] == 2  # the last batch is what remains
+    np.testing.assert_array_equal(np.concatenate([ordered[0][0], ordered[1][0]])[..., 0], slices.images)
+
+
+def test_random_transforms_move_images_and_labels_together() -> None:
+    from armseg.train.augmentation import RandomTransforms, augment_batch
+
+    slices = tissue_slices(6)
+    for seed, ranges in enumerate((RandomTransforms(), RandomTransforms(lowres_prob=1.0, rotate_deg=20))):
+        images, labels = augment_batch(slices.images, slices.labels, ranges, seed=seed)
+        x, y = np.asarray(images)[..., 0], np.asarray(labels)
+        assert x.dtype == np.float32 and y.dtype == np.uint8 and x.shape == y.shape == (6, 48, 64)
+        assert set(np.unique(y)) <= {0, 1, 2} and not np.array_equal(y, slices.labels)
         for slice_x, slice_y in zip(x, y, strict=True):
             # the image moved with its labels: brighter tissue stays where its label went
             inside = slice_x[(slice_y == 2)].mean()
             outside = slice_x[(slice_y == 0) & (slice_x > 0)].mean()
             assert inside > outside
-    plain = next(iter(make_dataset(SliceSet(images, labels), 6, training=False)))
-    np.testing.assert_array_equal(plain[0].numpy()[..., 0], images.astype(np.float32))
+
+
+def test_trainer_transforms_in_the_step_and_scores_against_the_moved_labels() -> None:
+    import keras
+
+    from armseg.train.batches import SliceBatches
+    from armseg.train.run import compiled_trainer
+
+    config = TrainConfig(group="g", depth=2, base_filters=4, batch_size=3, epochs=1, precision="float32")
+    model = compiled_trainer(config, "float32", steps_per_epoch=2)
+    slices = tissue_slices(6)
+    [pairs] = SliceBatches(slices, 3, training=False)[0]
+    plain = np.asarray(model(pairs, training=False))
+    assert plain.shape == (3, 48, 64, 4)  # 3 class probabilities, then the labels it scores against
+    np.testing.assert_array_equal(plain[..., 3], slices.labels[:3])
+    np.testing.assert_allclose(plain[..., :3], np.asarray(model.unet(pairs[..., :1].astype(np.float32))),
+                               atol=1e-5)
+    moved = np.asarray(model(pairs, training=True))[..., 3]
+    assert not np.array_equal(moved, slices.labels[:3]) and set(np.unique(moved)) <= {0.0, 1.0, 2.0}
+    history = model.fit(SliceBatches(slices, 3, True, steps=2), epochs=1, verbose=0).history
+    assert {"loss", "mean_iou", "iou_humerus", "iou_biceps"} <= set(history)
+    assert isinstance(keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model)),
+                      type(model))
 
 
 def test_sparse_dice_equals_the_one_hot_formula() -> None:

@@ -1,4 +1,4 @@
-"""Which floating-point policy the U-Net computes in (SPEC 5).
+"""Which floating-point policy the U-Net computes in (SPEC 5), on whichever backend runs.
 
 bfloat16 halves memory traffic and, on CPUs with AMX or AVX-512 BF16 and on Ampere+ GPUs, runs
 matrix work in hardware; elsewhere it is emulated and slower than float32. `auto` therefore
@@ -29,14 +29,39 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
 
 
 def gpu_supports_bf16() -> bool:
-    """True when a visible GPU is compute capability 8.0 (Ampere) or newer."""
+    """True when a GPU the backend sees is compute capability 8.0 (Ampere) or newer."""
+    return any(capability >= (8, 0) for capability in gpu_capabilities())
+
+
+def gpu_capabilities() -> list[tuple[int, int]]:
+    """The compute capability of each GPU the running backend sees (none on a CPU-only machine)."""
+    from armseg.backend import backend_name
+
+    backend = backend_name()
+    if backend == "jax":
+        import jax
+
+        gpus = [device for device in jax.devices() if device.platform == "gpu"]
+        return [_capability(getattr(device, "compute_capability", "")) for device in gpus]
+    if backend == "torch":
+        import torch
+
+        return [tuple(torch.cuda.get_device_capability(i)) for i in range(torch.cuda.device_count())]
     import tensorflow as tf
 
-    for device in tf.config.list_physical_devices("GPU"):
-        capability = tf.config.experimental.get_device_details(device).get("compute_capability")
-        if capability and tuple(capability) >= (8, 0):
-            return True
-    return False
+    return [_capability(tf.config.experimental.get_device_details(device).get("compute_capability"))
+            for device in tf.config.list_physical_devices("GPU")]
+
+
+def _capability(value: object) -> tuple[int, int]:
+    """(8, 0) from TensorFlow's (8, 0) or JAX's "8.0"; (0, 0) when unknown."""
+    if isinstance(value, (tuple, list)) and len(value) >= 2:
+        return int(value[0]), int(value[1])
+    try:
+        major, minor = str(value).split(".")[:2]
+        return int(major), int(minor)
+    except ValueError:
+        return 0, 0
 
 
 def resolve_precision(precision: str, flags: set[str] | None = None) -> str:

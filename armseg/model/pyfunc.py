@@ -17,6 +17,7 @@ the input example shows the input; the model checks its input itself.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -40,16 +41,35 @@ def classify_slices(network: Any, stack: np.ndarray, pad_multiple: int, batch_si
     count, height, width = stack.shape
     rows, columns = padded_size(height, pad_multiple), padded_size(width, pad_multiple)
     classes = np.empty((count, height, width), dtype=np.uint8)
+    classify = batch_classifier(network)
     for start in range(0, count, batch_size):
         part = stack[start:start + batch_size]
         batch = np.zeros((len(part), rows, columns, 1), dtype=np.float32)
         batch[:, :height, :width, 0] = part
-        probabilities = np.asarray(network.predict_on_batch(batch))
-        # argmax per batch: the float probabilities of a whole volume are never held at once.
-        classes[start:start + len(part)] = probabilities[:, :height, :width].argmax(axis=-1)
+        classes[start:start + len(part)] = classify(batch)[:, :height, :width]
         if on_batch is not None:
             on_batch(len(part))
     return classes
+
+
+def batch_classifier(network: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """Padded batch -> class per pixel. For a functional Keras network (what is logged) the argmax
+    runs on the network's own device: a GPU hands back one byte per pixel, not every class's
+    probability, and the host does no argmax. Anything else with `predict_on_batch` (the
+    probabilities) is reduced on the host, a batch at a time."""
+    if not getattr(network, "outputs", None):
+        return lambda batch: np.asarray(network.predict_on_batch(batch)).argmax(axis=-1)
+    classifier = _class_network(network)
+    return lambda batch: np.asarray(classifier.predict_on_batch(batch))
+
+
+@functools.lru_cache(maxsize=4)
+def _class_network(network: Any) -> Any:
+    """`network` ending in the argmax over classes; cached, so it compiles once for every volume."""
+    import keras
+
+    classes = keras.ops.cast(keras.ops.argmax(network.outputs[0], axis=-1), "uint8")
+    return keras.Model(network.inputs, classes, name=f"{network.name}_classes")
 
 
 def classify_volume(network: Any, volume: np.ndarray, pad_multiple: int, slice_axis: int = 2,

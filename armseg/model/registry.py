@@ -46,6 +46,9 @@ PYFUNC_CODE = Path(__file__).with_name("pyfunc.py")
 NETWORK_FILE = "unet.keras"
 SETTINGS_FILE = "inference.json"
 
+# The distributions that provide each Keras backend, the first one installed is pinned.
+BACKEND_DISTRIBUTIONS = {"tensorflow": ("tensorflow", "tensorflow-cpu"), "jax": ("jax",), "torch": ("torch",)}
+
 
 @dataclass(frozen=True)
 class InferenceInfo:
@@ -91,22 +94,30 @@ def input_example() -> np.ndarray:
 
 
 def pip_requirements() -> list[str]:
-    """What loading the model needs, pinned to what is installed here (no armseg: the model's
-    code travels with it).
+    """What loading the model needs, pinned to what is installed here: MLflow, Keras, NumPy and
+    the backend that trained it (no armseg: the model's code travels with it; the `.keras`
+    network itself loads on any backend).
 
-    Given explicitly because MLflow's own inference re-imports TensorFlow in a subprocess,
+    Given explicitly because MLflow's own inference re-imports the backend in a subprocess,
     which costs ~20 s per logged model on a small CPU.
     """
+    from armseg.backend import backend_name
+
+    pins = [_installed(("mlflow", "mlflow-skinny")), f"keras=={keras.__version__}",
+            f"numpy=={np.__version__}", _installed(BACKEND_DISTRIBUTIONS.get(backend_name(), ()))]
+    return [pin for pin in pins if pin]
+
+
+def _installed(distributions: tuple[str, ...]) -> str | None:
+    """`name==version` of the first of `distributions` that is installed."""
     from importlib.metadata import PackageNotFoundError, version
 
-    pins = [f"mlflow=={version('mlflow')}", f"keras=={keras.__version__}", f"numpy=={np.__version__}"]
-    for distribution in ("tensorflow", "tensorflow-cpu"):
+    for distribution in distributions:
         try:
-            pins.append(f"{distribution}=={version(distribution)}")
-            break
+            return f"{distribution}=={version(distribution)}"
         except PackageNotFoundError:
             continue
-    return pins
+    return None
 
 
 def log_unet(model: keras.Model, info: InferenceInfo) -> ModelInfo:

@@ -9,10 +9,15 @@ which writes augmented copies to disk. Their ranges are named parameters of `tra
 - intensity: gain, gamma (the log-compression curve), a depth ramp (time-gain compensation);
 - texture: multiplicative speckle-like noise and, for some batches, a lower resolution
   (a blurrier probe).
+
+They are written with `keras.ops` and `keras.random` only, so they run on whichever backend
+`KERAS_BACKEND` names and on the device that trains: `armseg.train.trainer` applies them inside
+the compiled train step, to the image and its labels together.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, fields
 
@@ -30,7 +35,7 @@ class RandomTransforms:
     tgc: float = 0.6  # depth ramp: factor exp(U(-t, t) x depth), depth in [-0.5, 0.5]
     speckle_prob: float = 0.5  # chance a slice gets multiplicative noise
     speckle: float = 0.25  # its standard deviation, U(0, speckle)
-    lowres_prob: float = 0.25  # chance a batch is down- and up-sampled (factor U(0.5, 0.85))
+    lowres_prob: float = 0.25  # chance a batch is down- and up-sampled (a factor of LOWRES_FACTORS)
 
     PREFIX = "rand_"
 
@@ -59,73 +64,105 @@ class RandomTransforms:
             raise ArmsegError(f"--rand-rotate-deg: {self.rotate_deg} is more than half a turn")
 
 
-def augment_batch(images, labels, ranges: RandomTransforms = RandomTransforms()):  # noqa: B008 (frozen)
-    """(uint/float (B, H, W) images, uint8 (B, H, W) labels) -> float32 (B, H, W, 1), uint8 (B, H, W)."""
-    import tensorflow as tf
+def augment_batch(images, labels, ranges: RandomTransforms = RandomTransforms(),  # noqa: B008 (frozen)
+                  seed=0):
+    """(uint/float (B, H, W) images, uint8 (B, H, W) labels) -> float32 (B, H, W, 1), uint8 (B, H, W).
 
-    images = tf.cast(images, tf.float32)[..., None]
-    batch = tf.shape(images)[0]
-    size = tf.shape(images)[1:3]
-    transforms = _random_transforms(batch, tf.cast(size, tf.float32), ranges)
-    images = tf.raw_ops.ImageProjectiveTransformV3(
-        images=images, transforms=transforms, output_shape=size, fill_value=0.0,
-        interpolation="BILINEAR", fill_mode="CONSTANT")
-    labels = tf.raw_ops.ImageProjectiveTransformV3(
-        images=tf.cast(labels, tf.float32)[..., None], transforms=transforms, output_shape=size,
-        fill_value=0.0, interpolation="NEAREST", fill_mode="CONSTANT")
-    images = _jitter_intensity(images, batch, size, ranges)
-    return images, tf.cast(tf.round(labels[..., 0]), tf.uint8)
+    `seed` is an int or a `keras.random.SeedGenerator` (a layer's own, inside a train step).
+    """
+    import keras
+    from keras import ops
+
+    generator = keras.random.SeedGenerator(seed) if isinstance(seed, int) else seed
+    images = ops.cast(images, "float32")[..., None]
+    labels = ops.cast(labels, "float32")[..., None]
+    images, labels = transform_pair(images, labels, ranges, generator)
+    return images, ops.cast(labels[..., 0], "uint8")
 
 
-def _random_transforms(batch, size, ranges: RandomTransforms):
-    """Per-slice output->input maps for ImageProjectiveTransformV3 (flip, zoom, tilt, shift)."""
-    import tensorflow as tf
+def transform_pair(images, labels, ranges: RandomTransforms, seed):
+    """The same random geometry for float32 (B, H, W, 1) images and class maps (labels by nearest
+    neighbour, so they stay class ids), then the intensity and texture jitter of the images."""
+    from keras import ops
+
+    shape = ops.shape(images)
+    batch, height, width = shape[0], shape[1], shape[2]
+    matrix = _random_transforms(batch, height, width, ranges, seed)
+    images = ops.image.affine_transform(images, matrix, interpolation="bilinear", fill_mode="constant",
+                                        fill_value=0.0)
+    labels = ops.image.affine_transform(labels, matrix, interpolation="nearest", fill_mode="constant",
+                                        fill_value=0.0)
+    return _jitter_intensity(images, batch, height, width, ranges, seed), labels
+
+
+def _random_transforms(batch, height, width, ranges: RandomTransforms, seed):
+    """Per-slice output->input maps in `keras.ops.image.affine_transform`'s 8-number form
+    (flip, zoom, tilt, shift)."""
+    import keras
+    from keras import ops
 
     def uniform(half_width: float):
-        return tf.random.uniform([batch], -half_width, half_width)
+        return keras.random.uniform((batch,), -half_width, half_width, seed=seed)
 
-    height, width = size[0], size[1]
-    flip = tf.where(tf.random.uniform([batch]) < ranges.flip_prob, -1.0, 1.0)
-    zoom = tf.exp(uniform(ranges.zoom))
+    height, width = ops.cast(height, "float32"), ops.cast(width, "float32")
+    flip = ops.where(keras.random.uniform((batch,), seed=seed) < ranges.flip_prob, -1.0, 1.0)
+    zoom = ops.exp(uniform(ranges.zoom))
     angle = uniform(ranges.rotate_deg) * (math.pi / 180.0)
     shift_x = uniform(ranges.shift) * width
     shift_y = uniform(ranges.shift) * height
     # input = centre + R(angle) @ diag(flip, 1) @ (output - centre - shift) / zoom
-    cos, sin = tf.cos(angle) / zoom, tf.sin(angle) / zoom
+    cos, sin = ops.cos(angle) / zoom, ops.sin(angle) / zoom
     a0, a1 = cos * flip, -sin
     b0, b1 = sin * flip, cos
     cx, cy = (width - 1.0) / 2.0, (height - 1.0) / 2.0
     ox, oy = -cx - shift_x, -cy - shift_y
     a2 = cx + a0 * ox + a1 * oy
     b2 = cy + b0 * ox + b1 * oy
-    zeros = tf.zeros([batch])
-    return tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+    zeros = ops.zeros_like(a0)
+    return ops.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
 
 
-def _jitter_intensity(images, batch, size, ranges: RandomTransforms):
+def _jitter_intensity(images, batch, height, width, ranges: RandomTransforms, seed):
     """Gain, gamma, depth ramp and speckle on the slice's own scale (any bit depth)."""
-    import tensorflow as tf
+    import keras
+    from keras import ops
 
-    peak = tf.maximum(tf.reduce_max(images, axis=[1, 2, 3], keepdims=True), 1e-6)
+    peak = ops.maximum(ops.max(images, axis=(1, 2, 3), keepdims=True), 1e-6)
     unit = images / peak
 
     def per_slice(low: float, high: float):
-        return tf.random.uniform([batch, 1, 1, 1], low, high)
+        return keras.random.uniform((batch, 1, 1, 1), low, high, seed=seed)
 
-    unit = tf.pow(unit, tf.exp(per_slice(-ranges.gamma, ranges.gamma)))
-    depth = tf.linspace(-0.5, 0.5, size[0])[None, :, None, None]
-    unit *= tf.exp(per_slice(-ranges.tgc, ranges.tgc) * depth) * tf.exp(per_slice(-ranges.gain, ranges.gain))
-    speckle = tf.where(per_slice(0.0, 1.0) < ranges.speckle_prob, per_slice(0.0, ranges.speckle), 0.0)
-    unit *= tf.maximum(1.0 + speckle * tf.random.normal(tf.shape(unit)), 0.0)
-    unit = tf.cond(tf.random.uniform([]) < ranges.lowres_prob, lambda: _lower_resolution(unit, size),
-                   lambda: unit)
-    return unit * peak
+    unit = ops.power(unit, ops.exp(per_slice(-ranges.gamma, ranges.gamma)))
+    depth = ops.reshape(ops.linspace(-0.5, 0.5, height), (1, -1, 1, 1))
+    unit = unit * (ops.exp(per_slice(-ranges.tgc, ranges.tgc) * depth)
+                   * ops.exp(per_slice(-ranges.gain, ranges.gain)))
+    speckle = ops.where(per_slice(0.0, 1.0) < ranges.speckle_prob, per_slice(0.0, ranges.speckle), 0.0)
+    unit = unit * ops.maximum(1.0 + speckle * keras.random.normal(ops.shape(unit), seed=seed), 0.0)
+    return _lower_resolution(unit, height, width, ranges.lowres_prob, seed) * peak
 
 
-def _lower_resolution(images, size):
-    """Down- and up-sample a batch: the blur of a lower-frequency probe."""
-    import tensorflow as tf
+# The blur of a lower-frequency probe: a batch is sampled down by one of these factors and back up.
+# A few fixed factors rather than a continuous one, so every shape is known when the step compiles.
+LOWRES_FACTORS = (0.5, 0.6, 0.7, 0.85)
 
-    factor = tf.random.uniform([], 0.5, 0.85)
-    small = tf.cast(tf.round(tf.cast(size, tf.float32) * factor), tf.int32)
-    return tf.image.resize(tf.image.resize(images, small, antialias=True), size)
+
+def _lower_resolution(images, height, width, probability: float, seed):
+    """With `probability`, the batch down- and up-sampled by a random one of LOWRES_FACTORS."""
+    import keras
+    from keras import ops
+
+    if probability <= 0:
+        return images
+    chosen = keras.random.randint((), 0, len(LOWRES_FACTORS), seed=seed)
+    branch = ops.where(keras.random.uniform((), seed=seed) < probability, chosen + 1, 0)
+    branches = [lambda x: x] + [functools.partial(_down_up, size=(height, width), factor=factor)
+                                for factor in LOWRES_FACTORS]
+    return ops.switch(branch, branches, images)
+
+
+def _down_up(images, size: tuple, factor: float):
+    from keras import ops
+
+    small = tuple(max(1, round(int(side) * factor)) for side in size)
+    return ops.image.resize(ops.image.resize(images, small, antialias=True), tuple(int(s) for s in size))

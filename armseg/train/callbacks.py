@@ -64,6 +64,10 @@ class EpochMetrics(MlflowCallback):
     plus the final test evaluation under a validation name.
     """
 
+    # Its batch hook does nothing at log_every_epoch; without this, Keras would read every step's
+    # logs back before dispatching the next step, and a GPU would idle between steps.
+    async_safe = True
+
     def __init__(self, resumed: bool = False):
         super().__init__(log_every_epoch=True)
         self.resumed = resumed
@@ -107,9 +111,11 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
 def best_checkpoint(folder: Path, state: TrainingState) -> keras.callbacks.ModelCheckpoint:
     """Keras's ModelCheckpoint keeping the best epoch's weights (by val_mean_iou)."""
-    return keras.callbacks.ModelCheckpoint(
+    checkpoint = keras.callbacks.ModelCheckpoint(
         str(folder / BEST_WEIGHTS), monitor=MONITOR, mode="max", save_best_only=True,
         save_weights_only=True, initial_value_threshold=state.best)
+    checkpoint.async_safe = True  # saves per epoch only: its batch hook must not stall the steps
+    return checkpoint
 
 
 class EpochWeights(keras.callbacks.Callback):
@@ -125,7 +131,7 @@ class EpochWeights(keras.callbacks.Callback):
         if (epoch + 1) % self.every:
             return
         path = self.folder / EPOCH_WEIGHTS
-        self.model.save_weights(path)
+        getattr(self.model, "unet", self.model).save_weights(path)  # the U-Net, not its trainer
         mlflow.log_artifact(str(path), epoch_folder(epoch + 1))
         path.unlink()
 

@@ -9,6 +9,7 @@ KILLED (stopped on purpose), any other exception FAILED, and the exception propa
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,10 +26,12 @@ from armseg.model.precision import dtype_policy, resolve_precision
 from armseg.model.registry import InferenceInfo, log_unet, register_run_model
 from armseg.model.unet import build_unet, pad_multiple
 from armseg.tracking.contract import (
+    BACKEND_TAG,
     BEST_EPOCH_METRIC,
     BEST_METRIC,
     DATA_ROOT_TAG,
     DATASET_CONTEXTS,
+    DEVICES_TAG,
     ERROR_TAG,
     GROUP_TAG,
     MODEL_ARTIFACT,
@@ -41,6 +44,7 @@ from armseg.tracking.contract import (
 from armseg.tracking.datasets import log_scans, scans_dataset
 from armseg.tracking.runs import stage_run
 from armseg.train.augmentation import augment_batch
+from armseg.train.batches import SliceBatches
 from armseg.train.callbacks import (
     BEST_WEIGHTS,
     CHECKPOINT_ARTIFACT,
@@ -59,11 +63,11 @@ from armseg.train.callbacks import (
     unpack_checkpoint,
 )
 from armseg.train.config import PARSERS, TrainConfig, typed
-from armseg.train.distribute import training_strategy
+from armseg.train.distribute import training_placement
 from armseg.train.figures import learning_curve_figure, overlay_figure, transforms_figure
 from armseg.train.slices import GroupData, SliceSet, load_group
 from armseg.train.split import SPLITS
-from armseg.train.stream import make_dataset
+from armseg.train.trainer import SegmentationTrainer, training_model
 
 STAGE = "train"
 OVERLAY_SLICES = 4
@@ -123,8 +127,6 @@ def logged_config(params: dict[str, str]) -> tuple[TrainConfig, str | None]:
 def _train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback], register: bool,
            resume_run: str | None, policy: str | None = None, tags: Mapping[str, str] | None = None,
            run_name: str | None = None) -> TrainResult:
-    import optuna
-
     # A resumed run keeps the precision it started with, even on other hardware.
     policy = policy or resolve_precision(config.precision)
     keras.utils.set_random_seed(config.seed)
@@ -132,36 +134,37 @@ def _train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callba
     tags = {GROUP_TAG: config.group, DATA_ROOT_TAG: data_root_key(config.data_root), **(tags or {})}
     with stage_run(STAGE, params=params, tags=tags, run_id=resume_run,
                    run_name=None if resume_run else (run_name or f"train-{config.group}"),
-                   killed_on=(optuna.TrialPruned,)) as run, \
+                   killed_on=_stopped_on_purpose()) as run, \
             tempfile.TemporaryDirectory(prefix="armseg-train-") as scratch:
         folder = Path(scratch)
         state = _restore(resume_run, folder) if resume_run else TrainingState()
         data = load_group(config, pad_multiple(config.depth))
+        placement = training_placement()
         print(f"[armseg train] group {config.group} at {data.folder}: {data.split.summary()} "
-              f"({data.split.mode}); precision {policy}")
+              f"({data.split.mode}); {placement.backend} on {placement.describe()}, precision {policy}")
+        mlflow.set_tags({BACKEND_TAG: placement.backend, DEVICES_TAG: placement.describe(),
+                         REPLICAS_TAG: str(placement.replicas)})
         mlflow.log_text(data.split_json(), "split.json")
         datasets = _log_datasets(data, config)
         mlflow.log_metric(SKIPPED_EMPTY_METRIC, float(data.split.skipped_empty))
         if config.transforms is not None and state.epoch < 0:
             _log_transform_examples(data.sets["train"], config)
-        strategy = training_strategy()
-        mlflow.set_tag(REPLICAS_TAG, str(strategy.num_replicas_in_sync))
-        with strategy.scope():  # several GPUs: variables mirrored, each batch split across them
+        # Several devices: variables replicated, each batch split across them, from build to test.
+        with placement.scope():
             model = _model(config, policy, data, folder if resume_run else None)
-        callbacks = _callbacks(config, folder, state, extra_callbacks)
-        train_set = make_dataset(data.sets["train"], config.batch_size, True, config.seed, config.transforms)
-        val_set = make_dataset(data.sets["val"], config.batch_size, False)
-        if state.epoch + 1 < config.epochs:
-            model.fit(train_set, validation_data=val_set, epochs=config.epochs, shuffle=False,
-                      steps_per_epoch=data.steps_per_epoch(config.batch_size),
-                      initial_epoch=state.epoch + 1, callbacks=callbacks, verbose=2)
-        if (folder / BEST_WEIGHTS).exists():
-            model.load_weights(folder / BEST_WEIGHTS)
-        best, best_epoch = _best(run.info.run_id)
-        test = _test(model, data, config.batch_size)
+            if state.epoch + 1 < config.epochs:
+                model.fit(training_batches(data, config, first_epoch=state.epoch + 1),
+                          validation_data=SliceBatches(data.sets["val"], config.batch_size, False),
+                          epochs=config.epochs, initial_epoch=state.epoch + 1,
+                          callbacks=_callbacks(config, folder, state, extra_callbacks), verbose=2)
+            if (folder / BEST_WEIGHTS).exists():
+                model.load_weights(folder / BEST_WEIGHTS)
+            best, best_epoch = _best(run.info.run_id)
+            test = _test(model, data, config.batch_size)
+        unet = _inference_copy(model, config, policy)
         _log_learning_curve(run.info.run_id, config, best_epoch)
-        _log_overlays(model, data.sets["val"], config)
-        logged = log_unet(_inference_copy(model, config, policy), inference_info(config))
+        _log_overlays(unet, data.sets["val"], config)
+        logged = log_unet(unet, inference_info(config))
         _log_best(best, best_epoch, test, logged.model_id, datasets)
         # One copy of the network in the run (the logged model, best weights) plus the resume
         # checkpoint, from now on the last epoch's model and the state only.
@@ -213,23 +216,43 @@ def _restore(run_id: str, folder: Path) -> TrainingState:
     return state
 
 
-def _model(config: TrainConfig, policy: str, data: GroupData, resume_folder: Path | None) -> keras.Model:
-    """A compiled U-Net: fresh, or the interrupted run's last model with its optimizer state."""
-    if resume_folder is not None and (resume_folder / LAST_MODEL).exists():
-        return keras.saving.load_model(resume_folder / LAST_MODEL)
+def _stopped_on_purpose() -> tuple[type[BaseException], ...]:
+    """Exceptions that end the run KILLED: Optuna's pruning signal, when Optuna is in use (only
+    `tune` raises it, and it imports Optuna first), so training alone never needs Optuna."""
+    optuna = sys.modules.get("optuna")
+    return (optuna.TrialPruned,) if optuna is not None else ()
+
+
+def training_batches(data: GroupData, config: TrainConfig, first_epoch: int = 0) -> SliceBatches:
+    """The endless, reshuffled stream of training batches, cut into epochs of the original slices."""
+    return SliceBatches(data.sets["train"], config.batch_size, True, config.seed,
+                        steps=data.steps_per_epoch(config.batch_size), first_epoch=first_epoch)
+
+
+def compiled_trainer(config: TrainConfig, policy: str, steps_per_epoch: int) -> SegmentationTrainer:
+    """A fresh U-Net in its trainer (random transforms in the step), compiled as `train` compiles it."""
     with dtype_policy(policy):
-        model = _build(config)
+        unet = _build(config)
+    model = training_model(unet, config.transforms, config.seed)
     labels = config.label_mapping
     foreground = list(range(1, labels.num_classes))
     metrics = [keras.metrics.IoU(labels.num_classes, [index], sparse_y_pred=False, name=f"iou_{name}")
                for index, name in zip(foreground, labels.foreground, strict=True)]
     metrics.append(keras.metrics.IoU(labels.num_classes, foreground, sparse_y_pred=False, name="mean_iou"))
-    steps = data.steps_per_epoch(config.batch_size) * config.epochs
+    steps = steps_per_epoch * config.epochs
     # Cosine decay over the planned epochs: large steps early, fine ones when early stopping looks.
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps, alpha=0.05)
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=make_loss(config.loss, labels.num_classes),
                   metrics=metrics)
     return model
+
+
+def _model(config: TrainConfig, policy: str, data: GroupData,
+           resume_folder: Path | None) -> SegmentationTrainer:
+    """The compiled trainer: fresh, or the interrupted run's last one with its optimizer state."""
+    if resume_folder is not None and (resume_folder / LAST_MODEL).exists():
+        return keras.saving.load_model(resume_folder / LAST_MODEL)
+    return compiled_trainer(config, policy, data.steps_per_epoch(config.batch_size))
 
 
 def _build(config: TrainConfig) -> keras.Model:
@@ -252,10 +275,11 @@ def inference_info(config: TrainConfig) -> InferenceInfo:
                          slice_axis=config.slice_axis, group=config.group)
 
 
-def _inference_copy(model: keras.Model, config: TrainConfig, policy: str) -> keras.Model:
-    """The same weights in an uncompiled model."""
+def _inference_copy(model: SegmentationTrainer, config: TrainConfig, policy: str) -> keras.Model:
+    """The trained U-Net's weights in a plain, uncompiled U-Net: no training wrapper to import, and
+    built outside any multi-device scope, so it loads on any backend and device."""
     copy = inference_model(config, policy)
-    copy.set_weights(model.get_weights())
+    copy.set_weights(model.unet.get_weights())
     return copy
 
 
@@ -278,7 +302,7 @@ def _test(model: keras.Model, data: GroupData, batch_size: int) -> dict[str, flo
     if len(data.sets["test"]) == 0:
         print("[armseg train] no test split (test_percent 0): test metrics not logged")
         return None
-    scores = model.evaluate(make_dataset(data.sets["test"], batch_size, False), return_dict=True, verbose=0)
+    scores = model.evaluate(SliceBatches(data.sets["test"], batch_size, False), return_dict=True, verbose=0)
     return {name: float(value) for name, value in scores.items()}
 
 
@@ -333,7 +357,8 @@ def _log_overlays(model: keras.Model, val: SliceSet, config: TrainConfig) -> Non
 def _log_transform_examples(train_set: SliceSet, config: TrainConfig) -> None:
     """Training slices as the network sees them after the random transforms."""
     picks = _spread(len(train_set))
-    images, labels = augment_batch(train_set.images[picks], train_set.labels[picks], config.transforms)
+    images, labels = augment_batch(train_set.images[picks], train_set.labels[picks], config.transforms,
+                                   seed=config.seed)
     figure = transforms_figure(train_set.images[picks], np.asarray(images)[..., 0], np.asarray(labels), picks,
                                config.label_mapping.num_classes)
     mlflow.log_figure(figure, "overlays/augmentation_examples.png")
