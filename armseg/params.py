@@ -7,6 +7,7 @@ Every conversion error names the parameter, in the user's own spelling.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -29,17 +30,29 @@ def empty_as_none(value: str | None) -> str | None:
     return None if value is None or str(value).strip() == "" else value
 
 
+def flag(name: str) -> str:
+    """`learning_rate` as the user types it: `--learning-rate`."""
+    return f"--{name.replace('_', '-')}"
+
+
+def convert(text: str, name: str, kind: Callable[[str], T]) -> T:
+    """`kind(text)`, refusing what no parameter means: a bad word, and NaN or infinity, which
+    Python's float() accepts and which would reach Keras (a NaN learning rate trains nothing
+    and still "finishes"; an infinite weight decay crashes inside Keras)."""
+    what = getattr(kind, "__name__", "value")
+    try:
+        value = kind(text)
+    except (ValueError, OverflowError) as error:  # int(float('inf')) overflows
+        raise ArmsegError(f"{flag(name)}: '{text}' is not a {what}") from error
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ArmsegError(f"{flag(name)}: '{text}' is not a finite number")
+    return value
+
+
 def typed_list(values: Sequence[str] | str | None, name: str,
                kind: Callable[[str], T] = float) -> list[T]:
     """Numbers from a list parameter; a bad item names the parameter and the item."""
-    items = []
-    for item in split_list(values):
-        try:
-            items.append(kind(item))
-        except ValueError as error:
-            raise ArmsegError(f"--{name.replace('_', '-')}: '{item}' is not a "
-                              f"{getattr(kind, '__name__', 'value')}") from error
-    return items
+    return [convert(item, name, kind) for item in split_list(values)]
 
 
 def typed_value(value: str | None, name: str, kind: Callable[[str], T], default: T | None = None) -> T | None:
@@ -47,11 +60,7 @@ def typed_value(value: str | None, name: str, kind: Callable[[str], T], default:
     value = empty_as_none(value)
     if value is None:
         return default
-    try:
-        return kind(value)
-    except ValueError as error:
-        raise ArmsegError(f"--{name.replace('_', '-')}: '{value}' is not a "
-                          f"{getattr(kind, '__name__', 'value')}") from error
+    return convert(value, name, kind)
 
 
 TRUE_WORDS = ("1", "true", "yes", "on")

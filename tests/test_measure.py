@@ -242,6 +242,7 @@ def test_a_trained_models_volumes_agree_with_the_ground_truth(tracking: str, tin
     root = shutil.copytree(tiny_tree, tmp_path / "data")
     train(resolve_config({"group": "group_3_1", "data_root": str(root), "depth": 3, "base_filters": 16,
                           "epochs": 30, "batch_size": 4, "keep_percent": 100, "test_percent": 0,
+                          "train_percent": 85,
                           "patience": 0, "precision": "float32", "seed": 0}), register=False)
     predict_subjects(root, ["group_3_1"], ["SubC"])
     result = measure_subjects(root, ["SubC"], ["group_3_1"])

@@ -52,7 +52,7 @@ def test_split_is_seeded_and_percent_shapes_the_counts() -> None:
     first = plan_split(scans, lengths, config(seed=1))
     assert trials(first, "val") == trials(plan_split(scans, lengths, config(seed=1)), "val")
     assert [len(first.parts[n]) for n in ("train", "val", "test")] == [6, 2, 2]
-    no_test = plan_split(scans, lengths, config(test_percent=0))
+    no_test = plan_split(scans, lengths, config(train_percent=80, test_percent=0))
     assert no_test.parts["test"] == [] and len(no_test.parts["val"]) == 2
 
 

@@ -91,6 +91,20 @@ def data_root_key(root: Path | str) -> str:
     return str(Path(root).expanduser().resolve())
 
 
+def is_plain_name(name: str) -> bool:
+    """A name that is one folder name: it can never lead out of the folder it is looked up in."""
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
+
+
+def plain_name(name: str, what: str) -> str:
+    """`name`, refused unless it is one folder name: names from users, runs' tags or the tree are
+    joined under the data root, and `../x` or `/x` would lead a write out of it."""
+    if not is_plain_name(name):
+        raise ArmsegError(f"{what} {name!r}: not a folder name (no '/', '\\' or '..'); armseg keeps "
+                          "what it writes under the data root")
+    return name
+
+
 def list_groups(root: Path | str) -> dict[str, list[Path]]:
     """Every training group under `<root>/training_groups`, by folder name.
 
@@ -170,7 +184,7 @@ def subjects_with_sources(root: Path | str) -> list[str]:
 
 
 def subject_folder(root: Path | str, subject: str) -> Path:
-    folder = Path(root) / subject
+    folder = Path(root) / plain_name(subject, "subject")
     if not folder.is_dir():
         known = ", ".join(list_subjects(root)) or "none"
         raise ArmsegError(f"subject '{subject}' not found under {root} (subjects there: {known})")
@@ -191,8 +205,8 @@ def prediction_sources(root: Path | str, subject: str) -> list[Scan]:
 
 def predictions_folder(root: Path | str, subject: str, model_folder: str,
                        size_dir: str | None = None) -> Path:
-    base = Path(root) / subject / "predictions"
-    return (base / size_dir if size_dir else base) / model_folder
+    base = Path(root) / plain_name(subject, "subject") / "predictions"
+    return (base / size_dir if size_dir else base) / plain_name(model_folder, "model folder")
 
 
 def prediction_path(root: Path | str, subject: str, model_folder: str, scan: Scan) -> Path:

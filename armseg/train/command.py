@@ -56,6 +56,9 @@ HELP = {
     "rand_speckle_prob": "chance of multiplicative speckle noise on a slice",
     "rand_speckle": "that noise's largest standard deviation",
     "rand_lowres_prob": "chance a batch is blurred (down- and up-sampled)",
+    "nonfinite": "NaN or infinite voxels in a training scan: error (refuse the scan, naming it and the "
+                 "count) "
+                 "or replace (by 0, the count logged as nonfinite_voxels_replaced)",
 }
 
 

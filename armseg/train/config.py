@@ -11,21 +11,26 @@ from __future__ import annotations
 
 import configparser
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from armseg.errors import ArmsegError
+from armseg.errors import ArmsegError, ParameterError
 from armseg.io.labels import DEFAULT_PRESET, LabelMap, choose_label_map
+from armseg.io.tree import is_plain_name
 from armseg.model.choices import LOSSES, NORMALIZATIONS, PRECISIONS
-from armseg.params import FALSE_WORDS, TRUE_WORDS, empty_as_none, typed_value
+from armseg.params import FALSE_WORDS, TRUE_WORDS, empty_as_none, flag, typed_value
 from armseg.train.augmentation import RandomTransforms
 
 # OpenArm keys that armseg accepts and logs but does not act on: MLflow's artifact store holds
 # the checkpoints (`models_dir`), one last and one best checkpoint replace the keep/hours knobs.
 # (`ckpt_n_epochs` acts: every n epochs the weights are logged as `checkpoints/epoch_<i>`.)
 OPENARM_ONLY_KEYS = ("models_dir", "max_to_keep", "ckpt_n_hours")
+# What to do with NaN or infinite voxels in a training scan: refuse the scan (naming it), or
+# replace them by 0 and log how many there were.
+NONFINITE_CHOICES = ("error", "replace")
 _RANGES = RandomTransforms()
 
 
@@ -78,6 +83,7 @@ class TrainConfig:
     max_to_keep: int | None = None
     ckpt_n_hours: float | None = None
     ckpt_n_epochs: int | None = None
+    nonfinite: str = "error"
 
     def __post_init__(self) -> None:
         _coerce(self)
@@ -172,16 +178,27 @@ def resolve_config(values: Mapping[str, Any], config_path: str | None = None,
     config_path = empty_as_none(config_path)
     section = empty_as_none(section)
     merged: dict[str, Any] = {}
+    from_ini: dict[str, Any] = {}
     if config_path is not None:
         if not (section or given.get("group")):
             raise ArmsegError(f"{config_path}: say which section to read (--group or --section)")
-        merged.update(read_ini(Path(config_path), section or given["group"]))
+        section = section or given["group"]
+        from_ini = read_ini(Path(config_path), section)
+        merged.update(from_ini)
     merged.update(given)
     if "group" not in merged and section not in (None, "DEFAULT"):
         merged["group"] = section
     if not merged.get("group"):
         raise ArmsegError("--group is required (the training group's folder name, e.g. group_1_1)")
-    return TrainConfig(**merged)
+    try:
+        return TrainConfig(**merged)
+    except ParameterError as error:
+        # A value the user never typed as a flag is named where it was written: file and section.
+        from_file = [name for name in error.names if name in from_ini and name not in given]
+        if from_file:
+            written = ", ".join(f"{name} = {from_ini[name]!r}" for name in from_file)
+            raise ArmsegError(f"{config_path}: [{section}] {written}: {error.why}") from error
+        raise
 
 
 def read_ini(path: Path, section: str) -> dict[str, Any]:
@@ -205,7 +222,8 @@ def read_ini(path: Path, section: str) -> dict[str, Any]:
         try:
             values[key] = typed(key, text)
         except ArmsegError as error:
-            raise ArmsegError(f"{path}: [{section}] {key} = {text!r} is not valid ({error})") from error
+            reason = str(error).split(": ", 1)[-1]  # the flag's name means nothing inside an ini
+            raise ArmsegError(f"{path}: [{section}] {key} = {text!r}: {reason}") from error
     return {key: value for key, value in values.items() if value is not None}
 
 
@@ -224,9 +242,17 @@ def _coerce(config: TrainConfig) -> None:
 
 def _check(config: TrainConfig) -> None:
     """Refuse values no training could use, naming the parameter."""
-    def bad(name: str, why: str) -> ArmsegError:
-        return ArmsegError(f"--{name.replace('_', '-')}: {getattr(config, name)!r} {why}")
+    def bad(name: str, why: str) -> ParameterError:
+        return ParameterError(f"{flag(name)}: {getattr(config, name)!r} {why}", (name,),
+                              f"{getattr(config, name)!r} {why}")
 
+    for item in fields(config):  # NaN passes every comparison below; infinity crashes Keras
+        value = getattr(config, item.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise bad(item.name, "is not a finite number")
+    if not is_plain_name(config.group):
+        raise bad("group", "is not a folder name (no '/', '\\' or '..': groups are found by name "
+                           "under <data-root>/training_groups)")
     for name in ("epochs", "batch_size", "base_filters", "depth"):
         if getattr(config, name) < 1:
             raise bad(name, "must be at least 1")
@@ -236,6 +262,13 @@ def _check(config: TrainConfig) -> None:
     for name in ("train_percent", "val_percent"):  # validation picks the best epoch: it cannot be empty
         if getattr(config, name) <= 0:
             raise bad(name, "must be above 0")
+    percents = ("train_percent", "val_percent", "test_percent")
+    shares = [getattr(config, name) for name in percents]
+    if abs(sum(shares) - 100) > 1e-6:  # rescaling them silently would log numbers that were not used
+        why = " + ".join(f"{share:g}" for share in shares) + f" = {sum(shares):g}, not 100"
+        raise ParameterError(f"{', '.join(flag(n) for n in percents)}: {why}", percents, why)
+    if config.nonfinite not in NONFINITE_CHOICES:
+        raise bad("nonfinite", f"is not one of {', '.join(NONFINITE_CHOICES)}")
     if not 0 < config.keep_percent <= 100:
         raise bad("keep_percent", "must be above 0 and at most 100")
     if config.total_keep is not None and config.total_keep < 1:
@@ -259,3 +292,4 @@ def _check(config: TrainConfig) -> None:
         raise bad("ckpt_n_epochs", "must be 0 or None (no epoch checkpoints) or a number of epochs")
     if config.label_mapping.num_classes < 2:
         raise bad("label_map", "needs background and at least one structure")
+
