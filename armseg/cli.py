@@ -12,12 +12,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
 from armseg import __version__
 from armseg.backend import load_keras
 from armseg.errors import ArmsegError
+from armseg.signals import stopping_signals_interrupt
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("armseg.synth.command", "write a synthetic OpenArm tree of phantom arm scans"),
@@ -37,7 +39,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 # Commands that run a network: Keras (and its backend's start-up noise) is loaded for these only.
 NETWORK_COMMANDS = ("train", "tune", "predict", "demo", "select-epoch")
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
+EXIT_SIGNAL_BASE = 128  # a command stopped by signal N exits 128 + N, as a shell reports it
+EXIT_INTERRUPTED = EXIT_SIGNAL_BASE + 2
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -85,21 +88,32 @@ def run_command(command: str, argv: Sequence[str]) -> int:
 
 
 def _dispatch(command: str, args: argparse.Namespace) -> int:
-    try:
-        if command in NETWORK_COMMANDS:
-            load_keras()
-        module = importlib.import_module(COMMANDS[command][0])
-        if hasattr(module, "prepare"):  # work that needs no store, started before MLflow loads
-            module.prepare(args)
-        from armseg.tracking.runs import configure_tracking
+    """Run one command: parameters checked first (no run, no Keras), then the store, then the work.
 
-        configure_tracking(args.experiment)
-        module.run(args)
+    SIGTERM and SIGHUP stop it as Ctrl-C does (a KILLED run, scratch folders removed), with
+    128 + the signal's number as exit status.
+    """
+    try:
+        with stopping_signals_interrupt():
+            module = importlib.import_module(COMMANDS[command][0])
+            if hasattr(module, "check"):  # parameter values wrong in themselves: refused before any run
+                module.check(args)
+            if command in NETWORK_COMMANDS:
+                load_keras()
+            if hasattr(module, "prepare"):  # work that needs no store, started before MLflow loads
+                module.prepare(args)
+            from armseg.tracking.runs import configure_tracking
+
+            configure_tracking(args.experiment)
+            module.run(args)
     except ArmsegError as error:
         return _fail(command, str(error))
-    except KeyboardInterrupt:
-        _fail(command, "interrupted")
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as error:
+        _fail(command, str(error) or "interrupted")
+        return EXIT_SIGNAL_BASE + getattr(error, "signum", signal.SIGINT)
+    except OSError as error:  # a file or folder the system refused (permissions, a full disk)
+        where = f"{error.filename}: " if error.filename else ""
+        return _fail(command, f"{where}{error.strerror or error}")
     return 0
 
 

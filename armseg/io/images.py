@@ -15,6 +15,7 @@ import nibabel as nib
 import numpy as np
 
 from armseg.errors import ArmsegError
+from armseg.io.atomic import remove_quietly, writing
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha")
 
@@ -27,6 +28,7 @@ class Image:
     affine: np.ndarray
     path: Path
     header: nib.Nifti1Header | None = None
+    file_shape: tuple[int, ...] | None = None  # the shape in the file, when not 3-D (2-D, or x,y,z,1)
 
     @property
     def spacing(self) -> tuple[float, float, float]:
@@ -61,16 +63,22 @@ def read_image(path: Path | str) -> Image:
 
 def _read_nifti(path: Path) -> Image:
     nifti = nib.load(str(path))
-    array = _as_3d(np.asanyarray(nifti.dataobj), path)
+    stored = np.asanyarray(nifti.dataobj)
+    array = _as_3d(stored, path)
     return Image(array=array, affine=np.asarray(nifti.affine, dtype=float), path=path,
-                 header=nifti.header.copy())
+                 header=nifti.header.copy(), file_shape=_if_not_3d(stored.shape, array.shape))
 
 
 def _read_mha(path: Path) -> Image:
     from armseg.io.itk import read_mha  # SimpleITK loads only when an MHA file is read
 
-    array, affine = read_mha(path)
-    return Image(array=_as_3d(array, path), affine=affine, path=path)
+    stored, affine = read_mha(path)
+    array = _as_3d(stored, path)
+    return Image(array=array, affine=affine, path=path, file_shape=_if_not_3d(stored.shape, array.shape))
+
+
+def _if_not_3d(stored: tuple[int, ...], volume: tuple[int, ...]) -> tuple[int, ...] | None:
+    return tuple(stored) if tuple(stored) != tuple(volume) else None
 
 
 def _as_3d(array: np.ndarray, path: Path) -> np.ndarray:
@@ -103,6 +111,8 @@ def write_like(path: Path | str, array: np.ndarray, reference: Image) -> Path:
             f"{path}: shape {array.shape} differs from its source {reference.path} "
             f"{reference.array.shape}"
         )
+    if reference.file_shape is not None:  # a 2-D or (x, y, z, 1) source gets a prediction of its shape
+        array = array.reshape(reference.file_shape)
     header = reference.header.copy() if reference.header is not None else None
     image = nib.Nifti1Image(array, reference.affine, header=header)
     image.set_data_dtype(array.dtype)
@@ -132,11 +142,12 @@ def nifti_bytes(array: np.ndarray, affine: np.ndarray) -> bytes:
 
 def save_atomically(image: nib.Nifti1Image, path: Path) -> Path:
     """Save under a hidden temporary name, then rename: readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = temporary_sibling(path)
-    try:
-        nib.save(image, str(temporary))
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with writing(path):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            nib.save(image, str(temporary))
+            os.replace(temporary, path)
+        finally:
+            remove_quietly(temporary)
     return path

@@ -108,6 +108,9 @@ def as_scan(model_input: Any) -> np.ndarray:
         raise ValueError(f"the scan must hold numbers, got dtype {array.dtype}")
     if array.ndim not in (2, 3) or 0 in array.shape:
         raise ValueError(f"expected a 3-D scan or a 2-D slice, got shape {array.shape}")
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        # Inside the network one NaN voxel makes its whole slice NaN, and the slice background.
+        raise ValueError(f"the scan holds {int((~np.isfinite(array)).sum())} NaN or infinite value(s)")
     return array
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from armseg.errors import ArmsegError
 from armseg.params import parse_bool, split_list, typed_value
 from armseg.predict.names import FORMS
-from armseg.predict.volume import DEFAULT_BATCH_SIZE
+from armseg.predict.volume import DEFAULT_BATCH_SIZE, NONFINITE_CHOICES
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -19,14 +20,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="replace existing predictions (default: keep them)")
     parser.add_argument("--batch-size", default=str(DEFAULT_BATCH_SIZE), metavar="N",
                         help="slices per network call (default: %(default)s)")
+    parser.add_argument("--nonfinite", default="error", metavar="WHAT",
+                        help="NaN or infinite voxels in a scan: error (stop, naming the scan and the count) "
+                             "or replace (by 0; the count is logged per scan) (default: %(default)s)")
+
+
+def check(args: argparse.Namespace) -> None:
+    """The parameters typed and checked before Keras loads or a run opens (README "Commands")."""
+    args.overwrite = parse_bool(args.overwrite, "overwrite")
+    args.batch_size = typed_value(args.batch_size, "batch_size", int, DEFAULT_BATCH_SIZE)
+    if args.batch_size < 1:
+        raise ArmsegError(f"--batch-size: must be at least 1, got {args.batch_size}")
+    if args.nonfinite not in NONFINITE_CHOICES:
+        raise ArmsegError(f"--nonfinite: {args.nonfinite!r} is not one of {', '.join(NONFINITE_CHOICES)}")
 
 
 def run(args: argparse.Namespace) -> None:
     from armseg.predict.run import predict_subjects
 
+    check(args)
     written = predict_subjects(args.data_root or "data", split_list(args.model),
-                               split_list(args.subjects) or None,
-                               overwrite=parse_bool(args.overwrite, "overwrite"),
-                               batch_size=typed_value(args.batch_size, "batch_size", int, DEFAULT_BATCH_SIZE))
+                               split_list(args.subjects) or None, overwrite=args.overwrite,
+                               batch_size=args.batch_size, nonfinite=args.nonfinite)
     folders = sorted({str(path.parent) for path in written})
     print(f"[armseg predict] {len(written)} predictions in: " + ", ".join(folders))

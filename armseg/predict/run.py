@@ -22,7 +22,7 @@ from armseg.io.tree import Scan, data_root_key, prediction_path, prediction_sour
 from armseg.predict.models import ResolvedModel, resolve_model
 from armseg.predict.sidecar import ModelRecord, now, read_sidecar, write_sidecar
 from armseg.predict.volume import DEFAULT_BATCH_SIZE, predict_file
-from armseg.tracking.contract import DATA_ROOT_TAG, MODELS_TAG
+from armseg.tracking.contract import DATA_ROOT_TAG, MODELS_TAG, NONFINITE_METRIC
 from armseg.tracking.runs import stage_run
 
 PREDICTION_SUFFIX = "_pred_seg"
@@ -44,6 +44,7 @@ def predict_subjects(
     subjects: list[str] | None = None,
     overwrite: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    nonfinite: str = "error",
 ) -> list[Path]:
     """Predict every prediction-source scan of `subjects` with every model, as one `predict` run.
 
@@ -55,7 +56,7 @@ def predict_subjects(
     if batch_size < 1:
         raise ArmsegError(f"--batch-size: must be at least 1, got {batch_size}")
     params = {"model": models, "subjects": subjects or "all", "overwrite": overwrite,
-              "batch_size": batch_size, "data_root": str(data_root)}
+              "batch_size": batch_size, "data_root": str(data_root), "nonfinite": nonfinite}
     with stage_run("predict", params=params, tags={DATA_ROOT_TAG: data_root_key(data_root)},
                    run_name=f"predict-{'-'.join(subjects) if subjects else 'all'}"):
         scans = _scans_by_subject(data_root, subjects)
@@ -64,7 +65,7 @@ def predict_subjects(
         jobs = [Job(model, subject, scan, prediction_path(data_root, subject, model.folder, scan))
                 for model in resolved for subject, subject_scans in scans.items() for scan in subject_scans]
         writers = _check_writers(jobs, overwrite)
-        records = _run_jobs(jobs, overwrite, batch_size, writers)
+        records = _run_jobs(jobs, overwrite, batch_size, writers, nonfinite)
         _log_records(records)
     return [job.out for job in jobs]
 
@@ -140,7 +141,7 @@ def _check_writers(jobs: list[Job], overwrite: bool) -> dict[Path, ModelRecord |
 
 
 def _run_jobs(jobs: list[Job], overwrite: bool, batch_size: int,
-              writers: dict[Path, ModelRecord | None]) -> list[dict[str, object]]:
+              writers: dict[Path, ModelRecord | None], nonfinite: str = "error") -> list[dict[str, object]]:
     from armseg.model.registry import load_unet  # TensorFlow loads only when there is work
 
     records: list[dict[str, object]] = []
@@ -162,9 +163,12 @@ def _run_jobs(jobs: list[Job], overwrite: bool, batch_size: int,
             writer = writers[job.out.parent] = record_of(job.model)
             write_sidecar(job.out.parent, writer)
             recorded.add(job.out.parent)
-        seconds = predict_file(model, info, job.scan.volume, job.out, batch_size,
-                               description=f"{job.model.folder} {job.subject} {job.scan.trial}")
+        seconds, replaced = predict_file(model, info, job.scan.volume, job.out, batch_size,
+                                         description=f"{job.model.folder} {job.subject} {job.scan.trial}",
+                                         nonfinite=nonfinite)
         mlflow.log_metric("seconds_per_scan", seconds, step=step)
+        if nonfinite == "replace":
+            mlflow.log_metric(NONFINITE_METRIC, float(replaced), step=step)
         records.append({**record, **_written_by(writer), "status": "written", "seconds": seconds})
     return records
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm.auto import tqdm
 
+from armseg.errors import ArmsegError
 from armseg.io.geometry import to_slices
 from armseg.io.images import read_image, write_like
 
@@ -25,6 +26,9 @@ if TYPE_CHECKING:  # importing Keras starts TensorFlow: only when a model exists
     from armseg.model.registry import InferenceInfo
 
 DEFAULT_BATCH_SIZE = 16
+# NaN or infinite voxels: refuse the scan (naming it and the count), or predict with them set to 0.
+# Left in, one such voxel turns its slice to NaN inside the network and the slice to background.
+NONFINITE_CHOICES = ("error", "replace")
 
 
 def predict_classes(
@@ -52,12 +56,30 @@ def predict_file(
     out: Path,
     batch_size: int = DEFAULT_BATCH_SIZE,
     description: str | None = None,
-) -> float:
-    """Predict one volume file and write raw labels on its grid (atomically); returns seconds taken."""
+    nonfinite: str = "error",
+) -> tuple[float, int]:
+    """Predict one volume file and write raw labels on its grid (atomically); returns the seconds
+    taken and how many non-finite voxels were replaced."""
     started = time.perf_counter()
     image = read_image(source)
+    volume, replaced = finite_volume(np.asarray(image.array), source, nonfinite)
     slices = image.array.shape[info.slice_axis]
     with tqdm(total=slices, desc=description or source.name, unit="slice") as bar:
-        classes = predict_classes(model, np.asarray(image.array), info, batch_size, bar.update)
+        classes = predict_classes(model, volume, info, batch_size, bar.update)
     write_like(out, info.label_map.decode(classes), image)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, replaced
+
+
+def finite_volume(volume: np.ndarray, source: Path, nonfinite: str) -> tuple[np.ndarray, int]:
+    """The volume without NaN or infinite voxels (an error naming the file unless `replace`)."""
+    if np.issubdtype(volume.dtype, np.integer) or volume.dtype == bool:
+        return volume, 0
+    bad = ~np.isfinite(volume)
+    count = int(bad.sum())
+    if count == 0:
+        return volume, 0
+    if nonfinite != "replace":
+        raise ArmsegError(f"{source}: {count} voxel(s) are NaN or infinite; fix the scan, or give "
+                          "--nonfinite replace to predict with them set to 0")
+    print(f"[armseg predict] {source}: replaced {count} NaN or infinite voxel(s) by 0 (--nonfinite replace)")
+    return np.where(bad, 0, volume).astype(volume.dtype), count

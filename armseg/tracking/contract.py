@@ -50,6 +50,7 @@ MEASURE_KIND_TAG = "armseg.measure_kind"
 DEFORMATION_SOURCE_TAG = "armseg.deformation_source"
 CELLS_TAG = "armseg.cells"
 CELLS_RUN_TAG = "armseg.cells_run"
+HEARTBEAT_TAG = "armseg.heartbeat"
 
 # What each tag means, on which runs it appears. README lists exactly these.
 TAGS: dict[str, str] = {
@@ -89,6 +90,8 @@ TAGS: dict[str, str] = {
     CELLS_TAG: "evaluate parent runs: `pending` while scoring, then the artifact (`cells.json`) that lists "
                "every (model, scan) cell of its children",
     CELLS_RUN_TAG: "evaluate per-scan runs: the parent run whose `cells.json` lists this run's cell",
+    HEARTBEAT_TAG: "train runs: `<host> <pid> <UTC time>` of the process training it, renewed every epoch; "
+                   "`--resume` refuses a run whose process is alive",
 }
 
 # The accuracy table: per-(model, scan) runs of these stages are its cells. A parent that scored
@@ -109,7 +112,9 @@ TEST_METRIC = "test_mean_iou"
 DATASET_CONTEXTS = {"train": "training", "val": "validation", "test": "test"}
 EVALUATION_CONTEXT = "evaluation"
 SKIPPED_EMPTY_METRIC = "skipped_empty_slices"  # unlabelled slices left out (skip_empty), logged once
-TRAIN_METRICS = (*EPOCH_METRICS, BEST_METRIC, BEST_EPOCH_METRIC, TEST_METRIC, SKIPPED_EMPTY_METRIC)
+NONFINITE_METRIC = "nonfinite_voxels_replaced"  # NaN/inf voxels set to 0 (--nonfinite replace), once
+TRAIN_METRICS = (*EPOCH_METRICS, BEST_METRIC, BEST_EPOCH_METRIC, TEST_METRIC, SKIPPED_EMPTY_METRIC,
+                 NONFINITE_METRIC)
 
 # Evaluate: per (model, scan) run. First OpenArm's own table metrics, by its names and on its scale
 # (fractions 0-1), computed on the raw label values exactly as generate_accuracy_table.py did.

@@ -16,6 +16,7 @@ from mlflow.entities import RunStatus
 
 from armseg import __version__
 from armseg.errors import ArmsegError
+from armseg.signals import interrupt_for, interrupts_deferred
 from armseg.tracking.contract import COMMIT_TAG, DEFAULT_EXPERIMENT, ERROR_TAG, STAGE_TAG, VERSION_TAG
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -147,17 +148,40 @@ def stage_run(
             print(f"[armseg {stage}] MLflow run {run.info.run_id} "
                   f"(experiment {run.info.experiment_id}) at {mlflow.get_tracking_uri()}")
         yield run
-    except KeyboardInterrupt:
-        _end(run, RunStatus.KILLED, "interrupted")
+    except KeyboardInterrupt as error:
+        _close(run, RunStatus.KILLED, str(error) or "interrupted")
         raise
     except killed_on as error:
-        _end(run, RunStatus.KILLED, _one_line(error))
+        _close(run, RunStatus.KILLED, _one_line(error))
         raise
     except BaseException as error:
-        _end(run, RunStatus.FAILED, _one_line(error))
+        _close(run, RunStatus.FAILED, _one_line(error))
         raise
     else:
-        mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+        _close(run, RunStatus.FINISHED)
+
+
+def _close(run: mlflow.ActiveRun, status: int, message: str | None = None) -> None:
+    """Write the run's final status with interrupts held back, so none can leave it RUNNING.
+
+    Metrics logged asynchronously are flushed first. An interrupt that arrives before a run that
+    was about to finish has its status is raised afterwards and makes the run KILLED; one that
+    arrives while a failing or killed run closes is dropped (an exception is already on its way).
+    """
+    with interrupts_deferred() as pending:
+        try:
+            mlflow.flush_async_logging()
+        except Exception:  # the store may be what failed; the status must still be written
+            pass
+        interrupted = bool(pending) and status == RunStatus.FINISHED
+        if interrupted:
+            status, message = RunStatus.KILLED, str(interrupt_for(pending[0])) or "interrupted"
+        if message is None:
+            mlflow.end_run(RunStatus.to_string(status))
+        else:
+            _end(run, status, message)
+    if interrupted:
+        raise interrupt_for(pending[0])
 
 
 def _one_line(error: BaseException) -> str:

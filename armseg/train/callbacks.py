@@ -12,6 +12,7 @@ logged model and the checkpoint keeps only the last model and the state.
 from __future__ import annotations
 
 import json
+import math
 import time
 import zipfile
 from dataclasses import asdict, dataclass
@@ -21,6 +22,7 @@ import keras
 import mlflow
 from mlflow.keras import MlflowCallback
 
+from armseg.errors import ArmsegError
 from armseg.tracking.contract import MONITOR
 
 CHECKPOINT_DIR = "checkpoints"
@@ -83,6 +85,25 @@ class EpochMetrics(MlflowCallback):
 
     def on_test_end(self, logs=None):
         return None
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Keras's TerminateOnNaN, checked once per epoch, and failing the run instead of ending it.
+
+    TerminateOnNaN only stops `fit`, and the run would then finish and register a network of NaN
+    weights. Raising here, before the metrics and checkpoint callbacks of the epoch, ends the run
+    FAILED with nothing registered, and its last checkpoint stays the last sound epoch. Checked
+    per epoch, not per batch: a batch hook would make Keras wait for every step's loss.
+    """
+
+    async_safe = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        for name in ("loss", "val_loss"):
+            value = (logs or {}).get(name)
+            if value is not None and not math.isfinite(float(value)):
+                raise ArmsegError(f"{name} became {float(value)} in epoch {epoch + 1}; training stopped and "
+                                  "no model registered (too high a --learning-rate, or bad voxels?)")
 
 
 class EpochTimer(keras.callbacks.Callback):

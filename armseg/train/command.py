@@ -85,9 +85,8 @@ def values_from(args: argparse.Namespace) -> dict:
     return {name: empty_as_none(getattr(args, name, None)) for name in names}
 
 
-def run(args: argparse.Namespace) -> None:
-    from armseg.train.run import resume, train
-
+def check(args: argparse.Namespace) -> None:
+    """Every parameter typed and checked before Keras loads or a run opens (README "Commands")."""
     values = values_from(args)
     resume_id = empty_as_none(args.resume)
     if resume_id is not None:
@@ -96,9 +95,20 @@ def run(args: argparse.Namespace) -> None:
         if given or empty_as_none(args.config):
             raise ArmsegError(f"--resume {resume_id} continues with that run's own parameters; "
                               f"drop {', '.join(given) or '--config'}")
-        result = resume(resume_id)
+        args.train_config = None
     else:
-        result = train(resolve_config(values, empty_as_none(args.config), empty_as_none(args.section)))
+        args.train_config = resolve_config(values, empty_as_none(args.config), empty_as_none(args.section))
+
+
+def run(args: argparse.Namespace) -> None:
+    from armseg.train.run import resume, train
+
+    if not hasattr(args, "train_config"):
+        check(args)
+    if args.train_config is None:
+        result = resume(empty_as_none(args.resume))
+    else:
+        result = train(args.train_config)
     print(f"[armseg train] model: {result.model_uri}"
           + (f" (version {result.model_version} of armseg-unet)" if result.model_version else ""))
     print(f"[armseg train] MLflow run: {result.run_id}; `mlflow ui` shows its curves and overlays")

@@ -36,6 +36,7 @@ from armseg.tracking.contract import (
     GROUP_TAG,
     MODEL_ARTIFACT,
     MONITOR,
+    NONFINITE_METRIC,
     REPLICAS_TAG,
     RESUMED_AT_TAG,
     SKIPPED_EMPTY_METRIC,
@@ -57,6 +58,7 @@ from armseg.train.callbacks import (
     EpochTimer,
     EpochWeights,
     ResumableEarlyStopping,
+    StopOnNonFiniteLoss,
     TrainingState,
     best_checkpoint,
     log_checkpoint,
@@ -147,6 +149,8 @@ def _train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callba
         mlflow.log_text(data.split_json(), "split.json")
         datasets = _log_datasets(data, config)
         mlflow.log_metric(SKIPPED_EMPTY_METRIC, float(data.split.skipped_empty))
+        if config.nonfinite == "replace":
+            mlflow.log_metric(NONFINITE_METRIC, float(data.nonfinite_replaced))
         if config.transforms is not None and state.epoch < 0:
             _log_transform_examples(data.sets["train"], config)
         # Several devices: variables replicated, each batch split across them, from build to test.
@@ -286,7 +290,8 @@ def _inference_copy(model: SegmentationTrainer, config: TrainConfig, policy: str
 def _callbacks(config: TrainConfig, folder: Path, state: TrainingState,
                extra: Sequence[keras.callbacks.Callback]) -> list[keras.callbacks.Callback]:
     """Order matters: the best checkpoint and early stopping decide before the state is saved."""
-    callbacks: list[keras.callbacks.Callback] = [EpochTimer(), best_checkpoint(folder, state)]
+    callbacks: list[keras.callbacks.Callback] = [StopOnNonFiniteLoss(), EpochTimer(),
+                                                 best_checkpoint(folder, state)]
     if config.patience > 0:
         callbacks.append(ResumableEarlyStopping(config.patience, state))
     # A run resumed after at least one epoch already logged the optimizer config and summary.
