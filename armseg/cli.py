@@ -98,13 +98,13 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
             module = importlib.import_module(COMMANDS[command][0])
             if hasattr(module, "check"):  # parameter values wrong in themselves: refused before any run
                 module.check(args)
-            if command in NETWORK_COMMANDS:
-                load_keras()
             if hasattr(module, "prepare"):  # work that needs no store, started before MLflow loads
                 module.prepare(args)
             from armseg.tracking.runs import configure_tracking
 
-            configure_tracking(args.experiment)
+            configure_tracking(args.experiment)  # a store that does not answer fails before Keras loads
+            if command in NETWORK_COMMANDS:
+                load_keras()
             module.run(args)
     except ArmsegError as error:
         return _fail(command, str(error))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import numbers
 import os
+import re
 import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -13,6 +14,11 @@ from typing import Any
 
 import mlflow
 from mlflow.entities import RunStatus
+from mlflow.environment_variables import (
+    MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR,
+    MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+    MLFLOW_HTTP_REQUEST_TIMEOUT,
+)
 
 from armseg import __version__
 from armseg.errors import ArmsegError
@@ -34,9 +40,38 @@ def configure_tracking(experiment: str | None = None) -> str:
     """
     uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     mlflow.set_tracking_uri(uri)
+    if uri.startswith(("http://", "https://")):
+        check_server(uri)
     if not os.environ.get("MLFLOW_RUN_ID"):
         use_experiment(experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT)
     return uri
+
+
+# MLflow's own HTTP settings for the first request to a server: by default it retries for minutes
+# (7 retries, growing back-off, 120 s timeout) before saying anything. A user's own values win.
+SERVER_CHECK_SETTINGS = {MLFLOW_HTTP_REQUEST_MAX_RETRIES.name: "1", MLFLOW_HTTP_REQUEST_TIMEOUT.name: "5",
+                         MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.name: "1"}
+
+
+def check_server(uri: str) -> None:
+    """Fail within seconds, in one line naming the URI, when the tracking server does not answer."""
+    settings = {name: value for name, value in SERVER_CHECK_SETTINGS.items() if name not in os.environ}
+    os.environ.update(settings)
+    try:
+        mlflow.MlflowClient().search_experiments(max_results=1)
+    except Exception as error:  # connection refused, timeout, HTTP errors: MLflow wraps them all
+        raise ArmsegError(f"the MLflow tracking server at {uri} does not answer ({_why_unanswered(error)}); "
+                          "start it or point MLFLOW_TRACKING_URI elsewhere") from error
+    finally:
+        for name in settings:
+            os.environ.pop(name, None)
+
+
+def _why_unanswered(error: Exception) -> str:
+    """`[Errno 111] Connection refused`, `Read timed out`: the cause inside MLflow's long message."""
+    text = " ".join(str(error).split())
+    found = re.search(r"\[Errno -?\d+\] [^'\")]+|Read timed out|timed out|HTTP \d{3}[^;]*", text)
+    return found.group(0).strip(" .") if found else text[:200]
 
 
 def use_experiment(name: str) -> str:
