@@ -151,11 +151,18 @@ def register_run_model(run_id: str, made_by: str, study: str | None = None) -> M
 def logged_model_uri(run: Run) -> str:
     """`models:/<model id>` of the model a run logged as `model` (MLflow 3 keeps logged models
     beside the run's artifacts, not inside them)."""
+    model_id = logged_model_id(run)
+    return f"models:/{model_id}" if model_id else f"runs:/{run.info.run_id}/{MODEL_ARTIFACT}"
+
+
+def logged_model_id(run: Run) -> str | None:
+    """The id of the complete model a run logged as `model`, or None (none yet, or one whose
+    logging was cut short)."""
     for output in (run.outputs.model_outputs if run.outputs else None) or ():
         model = mlflow.MlflowClient().get_logged_model(output.model_id)
-        if model.name == MODEL_ARTIFACT:
-            return f"models:/{model.model_id}"
-    return f"runs:/{run.info.run_id}/{MODEL_ARTIFACT}"
+        if model.name == MODEL_ARTIFACT and str(model.status).upper().endswith("READY"):
+            return model.model_id
+    return None
 
 
 def _label_map_text(params: dict[str, str]) -> str:

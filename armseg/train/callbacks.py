@@ -23,7 +23,7 @@ import mlflow
 from mlflow.keras import MlflowCallback
 
 from armseg.errors import ArmsegError
-from armseg.tracking.contract import MONITOR
+from armseg.tracking.contract import HEARTBEAT_TAG, MONITOR
 
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_FILE = "resume.zip"
@@ -47,6 +47,7 @@ class TrainingState:
     best: float | None = None
     best_epoch: int = -1
     wait: int = 0
+    metrics: dict[str, float] | None = None  # the last finished epoch's, logged after the checkpoint
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -59,11 +60,12 @@ class TrainingState:
 class EpochMetrics(MlflowCallback):
     """MLflow's Keras callback, logging epoch metrics with step = the epoch counted from 1.
 
-    Metrics are logged synchronously: the checkpoint that says "epoch done" is written after
-    this callback, so a run killed at any moment never resumes past an epoch whose metrics are
-    missing. Its `on_test_end` is silenced: Keras already reports validation metrics as `val_*`
-    in the epoch logs, and the stock hook would log them again (stepless, as `validation_*`),
-    plus the final test evaluation under a validation name.
+    Metrics are logged synchronously, right after the checkpoint that says "epoch done", which
+    carries them too: a run killed between the two gets them from the checkpoint when resumed
+    (`backfill_metrics`), and one killed before the checkpoint runs the epoch again. Either way a
+    resumed run has every step exactly once. Its `on_test_end` is silenced: Keras already reports
+    validation metrics as `val_*` in the epoch logs, and the stock hook would log them again
+    (stepless, as `validation_*`), plus the final test evaluation under a validation name.
     """
 
     # Its batch hook does nothing at log_every_epoch; without this, Keras would read every step's
@@ -178,9 +180,32 @@ class CheckpointArtifacts(keras.callbacks.Callback):
         else:
             self.state.wait += 1
         self.state.epoch = epoch
+        self.state.metrics = {name: float(value) for name, value in (logs or {}).items()}
         self.model.save(self.folder / LAST_MODEL)
         (self.folder / STATE_FILE).write_text(self.state.to_json())
         log_checkpoint(self.folder, (LAST_MODEL, BEST_WEIGHTS, STATE_FILE))
+
+
+class HeartbeatTag(keras.callbacks.Callback):
+    """Renews the run's `armseg.heartbeat` after every epoch (armseg/train/heartbeat.py)."""
+
+    async_safe = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        from armseg.train.heartbeat import beat
+
+        mlflow.set_tag(HEARTBEAT_TAG, beat())
+
+
+def backfill_metrics(run_id: str, state: TrainingState) -> None:
+    """Log the checkpointed epoch's metrics that never reached the store (killed in between)."""
+    if not state.metrics:
+        return
+    client, step = mlflow.MlflowClient(), state.epoch + 1
+    missing = {name: value for name, value in state.metrics.items()
+               if not any(m.step == step for m in client.get_metric_history(run_id, name))}
+    if missing:
+        mlflow.log_metrics(missing, step=step, synchronous=True)
 
 
 def log_checkpoint(folder: Path, names: tuple[str, ...]) -> None:

@@ -23,7 +23,13 @@ from armseg.errors import ArmsegError
 from armseg.io.tree import data_root_key
 from armseg.model.losses import make_loss
 from armseg.model.precision import dtype_policy, resolve_precision
-from armseg.model.registry import InferenceInfo, log_unet, register_run_model
+from armseg.model.registry import (
+    InferenceInfo,
+    log_unet,
+    logged_model_id,
+    register_run_model,
+    versions_of_run,
+)
 from armseg.model.unet import build_unet, pad_multiple
 from armseg.tracking.contract import (
     BACKEND_TAG,
@@ -34,6 +40,7 @@ from armseg.tracking.contract import (
     DEVICES_TAG,
     ERROR_TAG,
     GROUP_TAG,
+    HEARTBEAT_TAG,
     MODEL_ARTIFACT,
     MONITOR,
     NONFINITE_METRIC,
@@ -41,6 +48,7 @@ from armseg.tracking.contract import (
     RESUMED_AT_TAG,
     SKIPPED_EMPTY_METRIC,
     STAGE_TAG,
+    TEST_METRIC,
 )
 from armseg.tracking.datasets import log_scans, scans_dataset
 from armseg.tracking.runs import stage_run
@@ -57,9 +65,11 @@ from armseg.train.callbacks import (
     EpochMetrics,
     EpochTimer,
     EpochWeights,
+    HeartbeatTag,
     ResumableEarlyStopping,
     StopOnNonFiniteLoss,
     TrainingState,
+    backfill_metrics,
     best_checkpoint,
     log_checkpoint,
     unpack_checkpoint,
@@ -67,6 +77,7 @@ from armseg.train.callbacks import (
 from armseg.train.config import PARSERS, TrainConfig, typed
 from armseg.train.distribute import training_placement
 from armseg.train.figures import learning_curve_figure, overlay_figure, transforms_figure
+from armseg.train.heartbeat import beat, refuse_if_alive
 from armseg.train.slices import GroupData, SliceSet, load_group
 from armseg.train.split import SPLITS
 from armseg.train.trainer import SegmentationTrainer, training_model
@@ -116,6 +127,9 @@ def config_of_run(run_id: str) -> tuple[TrainConfig, str | None]:
                           f"({STAGE_TAG}={run.data.tags.get(STAGE_TAG)!r})")
     if run.info.status == "FINISHED":
         raise ArmsegError(f"--resume: run {run_id} already finished; there is nothing to continue")
+    if run.info.status == "RUNNING":  # killed without a word (SIGKILL), or still training elsewhere
+        seconds = [m.value for m in client.get_metric_history(run_id, "epoch_seconds")]
+        refuse_if_alive(run_id, run.data.tags.get(HEARTBEAT_TAG), max(seconds, default=0.0))
     return logged_config(run.data.params)
 
 
@@ -139,6 +153,7 @@ def _train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callba
                    killed_on=_stopped_on_purpose()) as run, \
             tempfile.TemporaryDirectory(prefix="armseg-train-") as scratch:
         folder = Path(scratch)
+        mlflow.set_tag(HEARTBEAT_TAG, beat())
         state = _restore(resume_run, folder) if resume_run else TrainingState()
         data = load_group(config, pad_multiple(config.depth))
         placement = training_placement()
@@ -168,12 +183,16 @@ def _train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callba
         unet = _inference_copy(model, config, policy)
         _log_learning_curve(run.info.run_id, config, best_epoch)
         _log_overlays(unet, data.sets["val"], config)
-        logged = log_unet(unet, inference_info(config))
-        _log_best(best, best_epoch, test, logged.model_id, datasets)
+        # A run resumed after its work was done (interrupted while closing) logs and registers
+        # nothing twice: each final step is skipped when the run already holds its result.
+        done = mlflow.MlflowClient().get_run(run.info.run_id)
+        model_id = logged_model_id(done) or log_unet(unet, inference_info(config)).model_id
+        _log_best(best, best_epoch, test, model_id, datasets, done.data.metrics)
         # One copy of the network in the run (the logged model, best weights) plus the resume
         # checkpoint, from now on the last epoch's model and the state only.
         log_checkpoint(folder, (LAST_MODEL, STATE_FILE))
-        version = register_run_model(run.info.run_id, made_by=STAGE) if register else None
+        mlflow.flush_async_logging()  # the version's description reads the run's metrics
+        version = _registered(run.info.run_id) if register else None
         model_uri = (f"models:/{version.name}/{version.version}" if version is not None
                      else f"runs:/{run.info.run_id}/{MODEL_ARTIFACT}")
         test_score = test.get("mean_iou") if test else None
@@ -214,6 +233,7 @@ def _restore(run_id: str, folder: Path) -> TrainingState:
         print(f"[armseg train] run {run_id} has no checkpoint yet; starting it from epoch 1")
         return TrainingState()
     state = TrainingState.from_file(folder / STATE_FILE)
+    backfill_metrics(run_id, state)
     mlflow.set_tag(RESUMED_AT_TAG, str(state.epoch + 2))
     print(f"[armseg train] resuming run {run_id} after epoch {state.epoch + 1} "
           f"(best val_mean_iou so far {state.best})")
@@ -289,16 +309,19 @@ def _inference_copy(model: SegmentationTrainer, config: TrainConfig, policy: str
 
 def _callbacks(config: TrainConfig, folder: Path, state: TrainingState,
                extra: Sequence[keras.callbacks.Callback]) -> list[keras.callbacks.Callback]:
-    """Order matters: the best checkpoint and early stopping decide before the state is saved."""
+    """Order matters: a NaN loss stops the epoch before anything is saved; the best checkpoint and
+    early stopping decide before the state is saved."""
     callbacks: list[keras.callbacks.Callback] = [StopOnNonFiniteLoss(), EpochTimer(),
                                                  best_checkpoint(folder, state)]
     if config.patience > 0:
         callbacks.append(ResumableEarlyStopping(config.patience, state))
     # A run resumed after at least one epoch already logged the optimizer config and summary.
-    callbacks.append(EpochMetrics(resumed=state.epoch >= 0))
     if config.ckpt_n_epochs:
         callbacks.append(EpochWeights(folder, config.ckpt_n_epochs))
+    # The checkpoint (which carries the epoch's metrics) first, then the metrics: see EpochMetrics.
     callbacks.append(CheckpointArtifacts(folder, state))
+    # A run resumed after at least one epoch already logged the optimizer config and summary.
+    callbacks += [EpochMetrics(resumed=state.epoch >= 0), HeartbeatTag()]
     return callbacks + list(extra)
 
 
@@ -321,13 +344,21 @@ def _best(run_id: str) -> tuple[float, int]:
     return float(best.value), int(best.step)
 
 
+def _registered(run_id: str):
+    """The run's registered version: the one an interrupted close already made, else a new one."""
+    existing = versions_of_run(run_id)
+    return existing[-1] if existing else register_run_model(run_id, made_by=STAGE)
+
+
 def _log_best(best: float, best_epoch: int, test: dict[str, float] | None, model_id: str,
-              datasets: Mapping[str, object]) -> None:
+              datasets: Mapping[str, object], logged: Mapping[str, float]) -> None:
     """`best_val_mean_iou`, `best_epoch` and the `test_*` scores, each linked to the logged model
-    and to the split it was measured on (the model's page lists them with their datasets)."""
-    mlflow.log_metrics({BEST_METRIC: best, BEST_EPOCH_METRIC: float(best_epoch)}, model_id=model_id,
-                       dataset=datasets.get("val"))
-    if test:
+    and to the split it was measured on (the model's page lists them with their datasets);
+    those in `logged` (the run's metrics already) are not logged again."""
+    if BEST_METRIC not in logged:
+        mlflow.log_metrics({BEST_METRIC: best, BEST_EPOCH_METRIC: float(best_epoch)}, model_id=model_id,
+                           dataset=datasets.get("val"))
+    if test and TEST_METRIC not in logged:
         mlflow.log_metrics({f"test_{name}": value for name, value in test.items()}, model_id=model_id,
                            dataset=datasets.get("test"))
 
