@@ -39,7 +39,7 @@ def convert(text: str, name: str, kind: Callable[[str], T]) -> T:
     """`kind(text)`, refusing what no parameter means: a bad word, and NaN or infinity, which
     Python's float() accepts and which would reach Keras (a NaN learning rate trains nothing
     and still "finishes"; an infinite weight decay crashes inside Keras)."""
-    what = getattr(kind, "__name__", "value")
+    what = {int: "whole number", float: "number"}.get(kind, getattr(kind, "__name__", "value"))
     try:
         value = kind(text)
     except (ValueError, OverflowError) as error:  # int(float('inf')) overflows

@@ -277,7 +277,7 @@ def test_cli_augments_with_mlproject_style_lists(tree: Path, tracking: str,
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--degrees", "200"], "--degrees: 200 is outside -180..180"),
-    (["--degrees", "ten"], "--degrees: 'ten' is not a float"),
+    (["--degrees", "ten"], "--degrees: 'ten' is not a number"),
     (["--sigmas", "0"], "--sigmas: 0 is not positive"),
     (["--alphas", "-1"], "--alphas: -1 is negative"),
     (["--alphas", "nan"], "--alphas: nan is not a finite number"),
