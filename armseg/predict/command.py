@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from armseg.errors import ArmsegError
+from armseg.io.tree import plain_name
 from armseg.params import parse_bool, split_list, typed_value
 from armseg.predict.names import FORMS
 from armseg.predict.volume import DEFAULT_BATCH_SIZE, NONFINITE_CHOICES
@@ -33,6 +34,8 @@ def check(args: argparse.Namespace) -> None:
         raise ArmsegError(f"--batch-size: must be at least 1, got {args.batch_size}")
     if args.nonfinite not in NONFINITE_CHOICES:
         raise ArmsegError(f"--nonfinite: {args.nonfinite!r} is not one of {', '.join(NONFINITE_CHOICES)}")
+    for subject in split_list(args.subjects):
+        plain_name(subject, "--subjects")
 
 
 def run(args: argparse.Namespace) -> None:
