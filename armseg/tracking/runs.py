@@ -15,6 +15,7 @@ from typing import Any
 import mlflow
 from mlflow.entities import RunStatus
 from mlflow.environment_variables import (
+    MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR,
     MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR,
     MLFLOW_HTTP_REQUEST_MAX_RETRIES,
     MLFLOW_HTTP_REQUEST_TIMEOUT,
@@ -39,6 +40,9 @@ def configure_tracking(experiment: str | None = None) -> str:
     the run it created already belongs to the experiment it chose.
     """
     uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    # MLflow draws a progress bar on stderr for every artifact download (each model load): noise
+    # around armseg's own lines, and in front of its one-line errors. A user's setting wins.
+    os.environ.setdefault(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name, "false")
     mlflow.set_tracking_uri(uri)
     if uri.startswith(("http://", "https://")):
         check_server(uri)
