@@ -48,6 +48,7 @@ def test_entry_point_command_parses_into_the_stage(entry_point: str, monkeypatch
     seen = {}
     monkeypatch.setattr(module, "run", lambda args: seen.setdefault("args", args))
     monkeypatch.setattr(module, "prepare", lambda args: None, raising=False)  # no helper process
+    monkeypatch.setattr(module, "check", lambda args: None, raising=False)  # parsing only, not values
     monkeypatch.setattr("armseg.cli.load_keras", lambda: None)
     monkeypatch.setattr("armseg.tracking.runs.configure_tracking", lambda experiment=None: "")
     monkeypatch.setattr(sys, "argv", command[1:])
