@@ -36,8 +36,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "group": ("armseg.group.command", "assemble a training group from named scans of the subjects"),
     "select-epoch": ("armseg.select_epoch.command", "register a chosen epoch of a train run as a model"),
 }
-# Commands that run a network: Keras (and its backend's start-up noise) is loaded for these only.
-NETWORK_COMMANDS = ("train", "tune", "predict", "demo", "select-epoch")
+# Commands that run a network: Keras (and its backend's start-up noise) is loaded for these only,
+# after the store answered. `train` loads it itself, once it knows the run may be trained (a
+# refused `--resume` then costs no Keras start-up).
+NETWORK_COMMANDS = ("tune", "predict", "demo", "select-epoch")
 EXIT_USER_ERROR = 2
 EXIT_SIGNAL_BASE = 128  # a command stopped by signal N exits 128 + N, as a shell reports it
 EXIT_INTERRUPTED = EXIT_SIGNAL_BASE + 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from armseg.backend import load_keras
 from armseg.errors import ArmsegError
 from armseg.params import empty_as_none
 from armseg.train.config import HYPERPARAMETERS, TrainConfig, resolve_config
@@ -101,13 +102,20 @@ def check(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from armseg.train.run import resume, train
-
     if not hasattr(args, "train_config"):
         check(args)
     if args.train_config is None:
+        from armseg.train.heartbeat import resumable_run
+
+        resumable_run(empty_as_none(args.resume))  # before Keras loads: a refusal costs no start-up
+        load_keras()
+        from armseg.train.run import resume
+
         result = resume(empty_as_none(args.resume))
     else:
+        load_keras()
+        from armseg.train.run import train
+
         result = train(args.train_config)
     print(f"[armseg train] model: {result.model_uri}"
           + (f" (version {result.model_version} of armseg-unet)" if result.model_version else ""))

@@ -1,4 +1,5 @@
-"""Who is training a run now: the `armseg.heartbeat` tag, so two processes never train one run.
+"""Who is training a run now (the `armseg.heartbeat` tag), so two processes never train one run,
+and whether a run may be resumed. Keras-free: `train --resume` answers before Keras loads.
 
 The process training a run writes `<host> <pid> <UTC time>` when it opens the run and after every
 epoch. `--resume` of a run still RUNNING reads it: on the same host a live process with that pid
@@ -15,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from armseg.errors import ArmsegError
+from armseg.tracking.contract import HEARTBEAT_TAG, STAGE_TAG
 
 # A heartbeat from another host counts as alive for this long, or three of its epochs if longer.
 STALE_AFTER_SECONDS = 600.0
@@ -37,6 +39,27 @@ class Heartbeat:
             return cls(host, int(pid), datetime.fromisoformat(when))
         except ValueError:
             return None
+
+
+def resumable_run(run_id: str):
+    """The train run `run_id`, if it can be resumed now: it exists, is a train run, has not
+    finished, and no live process trains it (RUNNING after SIGKILL is fine)."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    try:
+        run = client.get_run(run_id)
+    except Exception as error:  # MLflow raises its own error types for unknown/malformed ids
+        raise ArmsegError(f"--resume: no MLflow run {run_id} at {mlflow.get_tracking_uri()}") from error
+    if run.data.tags.get(STAGE_TAG) != "train":
+        raise ArmsegError(f"--resume: run {run_id} is not a train run "
+                          f"({STAGE_TAG}={run.data.tags.get(STAGE_TAG)!r})")
+    if run.info.status == "FINISHED":
+        raise ArmsegError(f"--resume: run {run_id} already finished; there is nothing to continue")
+    if run.info.status == "RUNNING":  # killed without a word (SIGKILL), or still training elsewhere
+        seconds = [m.value for m in client.get_metric_history(run_id, "epoch_seconds")]
+        refuse_if_alive(run_id, run.data.tags.get(HEARTBEAT_TAG), max(seconds, default=0.0))
+    return run
 
 
 def beat() -> str:

@@ -19,7 +19,6 @@ import keras
 import mlflow
 import numpy as np
 
-from armseg.errors import ArmsegError
 from armseg.io.tree import data_root_key
 from armseg.model.losses import make_loss
 from armseg.model.precision import dtype_policy, resolve_precision
@@ -47,7 +46,6 @@ from armseg.tracking.contract import (
     REPLICAS_TAG,
     RESUMED_AT_TAG,
     SKIPPED_EMPTY_METRIC,
-    STAGE_TAG,
     TEST_METRIC,
 )
 from armseg.tracking.datasets import log_scans, scans_dataset
@@ -77,7 +75,7 @@ from armseg.train.callbacks import (
 from armseg.train.config import PARSERS, TrainConfig, typed
 from armseg.train.distribute import training_placement
 from armseg.train.figures import learning_curve_figure, overlay_figure, transforms_figure
-from armseg.train.heartbeat import beat, refuse_if_alive
+from armseg.train.heartbeat import beat, resumable_run
 from armseg.train.slices import GroupData, SliceSet, load_group
 from armseg.train.split import SPLITS
 from armseg.train.trainer import SegmentationTrainer, training_model
@@ -117,20 +115,7 @@ def resume(run_id: str, extra_callbacks: Sequence[keras.callbacks.Callback] = ()
 
 def config_of_run(run_id: str) -> tuple[TrainConfig, str | None]:
     """The TrainConfig a train run logged as its parameters, and the precision it resolved to."""
-    client = mlflow.MlflowClient()
-    try:
-        run = client.get_run(run_id)
-    except Exception as error:  # MLflow raises its own error types for unknown/malformed ids
-        raise ArmsegError(f"--resume: no MLflow run {run_id} at {mlflow.get_tracking_uri()}") from error
-    if run.data.tags.get(STAGE_TAG) != STAGE:
-        raise ArmsegError(f"--resume: run {run_id} is not a train run "
-                          f"({STAGE_TAG}={run.data.tags.get(STAGE_TAG)!r})")
-    if run.info.status == "FINISHED":
-        raise ArmsegError(f"--resume: run {run_id} already finished; there is nothing to continue")
-    if run.info.status == "RUNNING":  # killed without a word (SIGKILL), or still training elsewhere
-        seconds = [m.value for m in client.get_metric_history(run_id, "epoch_seconds")]
-        refuse_if_alive(run_id, run.data.tags.get(HEARTBEAT_TAG), max(seconds, default=0.0))
-    return logged_config(run.data.params)
+    return logged_config(resumable_run(run_id).data.params)
 
 
 def logged_config(params: dict[str, str]) -> tuple[TrainConfig, str | None]:
