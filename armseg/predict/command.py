@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from armseg.model.choices import DEFAULT_LARGEST_COMPONENT, DEFAULT_TTA
 from armseg.params import parse_bool, split_list, typed_value
 from armseg.predict.names import FORMS
 from armseg.predict.volume import DEFAULT_BATCH_SIZE
@@ -19,14 +20,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="replace existing predictions (default: keep them)")
     parser.add_argument("--batch-size", default=str(DEFAULT_BATCH_SIZE), metavar="N",
                         help="slices per network call (default: %(default)s)")
+    parser.add_argument("--tta", nargs="?", const="true", default=str(DEFAULT_TTA).lower(), metavar="BOOL",
+                        help="average each slice with its left-right mirror image (default: %(default)s)")
+    parser.add_argument("--largest-component", nargs="?", const="true",
+                        default=str(DEFAULT_LARGEST_COMPONENT).lower(), metavar="BOOL",
+                        help="keep only each structure's largest 3-D connected component "
+                             "(default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> None:
-    from armseg.predict.run import predict_subjects
+    from armseg.predict.run import Refinements, predict_subjects
 
     written = predict_subjects(args.data_root or "data", split_list(args.model),
                                split_list(args.subjects) or None,
                                overwrite=parse_bool(args.overwrite, "overwrite"),
-                               batch_size=typed_value(args.batch_size, "batch_size", int, DEFAULT_BATCH_SIZE))
+                               batch_size=typed_value(args.batch_size, "batch_size", int, DEFAULT_BATCH_SIZE),
+                               refine=Refinements(tta=parse_bool(args.tta, "tta"),
+                                                  largest_component=parse_bool(args.largest_component,
+                                                                               "largest_component")))
     folders = sorted({str(path.parent) for path in written})
     print(f"[armseg predict] {len(written)} predictions in: " + ", ".join(folders))

@@ -10,7 +10,7 @@ another model wrote is never kept silently: that is an error unless `overwrite`.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import mlflow
@@ -19,6 +19,7 @@ import pandas as pd
 from armseg import __version__
 from armseg.errors import ArmsegError
 from armseg.io.tree import Scan, data_root_key, prediction_path, prediction_sources, subjects_with_sources
+from armseg.model.pyfunc import DEFAULT_LARGEST_COMPONENT, DEFAULT_TTA
 from armseg.predict.models import ResolvedModel, resolve_model
 from armseg.predict.sidecar import ModelRecord, now, read_sidecar, write_sidecar
 from armseg.predict.volume import DEFAULT_BATCH_SIZE, predict_file
@@ -26,6 +27,14 @@ from armseg.tracking.contract import DATA_ROOT_TAG, MODELS_TAG
 from armseg.tracking.runs import stage_run
 
 PREDICTION_SUFFIX = "_pred_seg"
+
+
+@dataclass(frozen=True)
+class Refinements:
+    """Optional inference refinements (armseg.model.pyfunc), logged as the predict run's params."""
+
+    tta: bool = DEFAULT_TTA
+    largest_component: bool = DEFAULT_LARGEST_COMPONENT
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,7 @@ def predict_subjects(
     subjects: list[str] | None = None,
     overwrite: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    refine: Refinements = Refinements(),
 ) -> list[Path]:
     """Predict every prediction-source scan of `subjects` with every model, as one `predict` run.
 
@@ -55,7 +65,7 @@ def predict_subjects(
     if batch_size < 1:
         raise ArmsegError(f"--batch-size: must be at least 1, got {batch_size}")
     params = {"model": models, "subjects": subjects or "all", "overwrite": overwrite,
-              "batch_size": batch_size, "data_root": str(data_root)}
+              "batch_size": batch_size, "data_root": str(data_root), **asdict(refine)}
     with stage_run("predict", params=params, tags={DATA_ROOT_TAG: data_root_key(data_root)},
                    run_name=f"predict-{'-'.join(subjects) if subjects else 'all'}"):
         scans = _scans_by_subject(data_root, subjects)
@@ -64,7 +74,7 @@ def predict_subjects(
         jobs = [Job(model, subject, scan, prediction_path(data_root, subject, model.folder, scan))
                 for model in resolved for subject, subject_scans in scans.items() for scan in subject_scans]
         writers = _check_writers(jobs, overwrite)
-        records = _run_jobs(jobs, overwrite, batch_size, writers)
+        records = _run_jobs(jobs, overwrite, batch_size, writers, refine)
         _log_records(records)
     return [job.out for job in jobs]
 
@@ -140,7 +150,7 @@ def _check_writers(jobs: list[Job], overwrite: bool) -> dict[Path, ModelRecord |
 
 
 def _run_jobs(jobs: list[Job], overwrite: bool, batch_size: int,
-              writers: dict[Path, ModelRecord | None]) -> list[dict[str, object]]:
+              writers: dict[Path, ModelRecord | None], refine: Refinements) -> list[dict[str, object]]:
     from armseg.model.registry import load_unet  # TensorFlow loads only when there is work
 
     records: list[dict[str, object]] = []
@@ -163,7 +173,8 @@ def _run_jobs(jobs: list[Job], overwrite: bool, batch_size: int,
             write_sidecar(job.out.parent, writer)
             recorded.add(job.out.parent)
         seconds = predict_file(model, info, job.scan.volume, job.out, batch_size,
-                               description=f"{job.model.folder} {job.subject} {job.scan.trial}")
+                               description=f"{job.model.folder} {job.subject} {job.scan.trial}",
+                               tta=refine.tta, largest_component=refine.largest_component)
         mlflow.log_metric("seconds_per_scan", seconds, step=step)
         records.append({**record, **_written_by(writer), "status": "written", "seconds": seconds})
     return records
