@@ -80,9 +80,59 @@ def test_signature_and_input_example_say_what_goes_in_and_out(model) -> None:
     (output,) = signature.outputs.to_dict()
     assert (output["name"], output["tensor-spec"]["dtype"], tuple(output["tensor-spec"]["shape"])) == (
         "labels", "uint8", (-1, -1, -1))
-    assert signature.params.to_dict()[0]["name"] == "slice_axis"
+    assert signature.params.to_dict()[0]["name"] == "slice_axis"  # tta and largest_component follow
     example = model.input_example
     assert example.ndim == 3 and model.predict(example.astype(np.uint8)).shape == example.shape
+
+
+def test_refinements_are_params_of_the_served_model_and_match_armseg_predict(model) -> None:
+    from armseg.model import choices, pyfunc
+
+    assert (pyfunc.DEFAULT_TTA, pyfunc.DEFAULT_LARGEST_COMPONENT) == (choices.DEFAULT_TTA,
+                                                                      choices.DEFAULT_LARGEST_COMPONENT)
+    names = [param["name"] for param in model.metadata.signature.params.to_dict()]
+    assert names == ["slice_axis", "tta", "largest_component"]
+    raw = scan()
+    network = model.unwrap_python_model().network
+    for params in ({"tta": True}, {"largest_component": True}, {"tta": True, "largest_component": True}):
+        classes = predict_classes(network, raw, InferenceInfo(pad_multiple=4), **params)
+        expected = DEFAULT_LABEL_MAP.decode(classes)
+        np.testing.assert_array_equal(model.predict(raw, params=params), expected)
+
+
+def test_tta_averages_a_slice_with_its_mirror_image() -> None:
+    """A network that only sees the left half: alone it is lopsided, with its mirror it is symmetric."""
+    from armseg.model.pyfunc import classify_slices
+
+    class LeftEye:
+        def predict_on_batch(self, batch: np.ndarray) -> np.ndarray:
+            width = batch.shape[2]
+            probabilities = np.zeros((*batch.shape[:3], 2), dtype=np.float32)
+            probabilities[..., 0] = 1.0
+            probabilities[:, :, : width // 4, 1] = 3.0  # "structure" near the left edge only
+            return probabilities
+
+    stack = np.zeros((2, 8, 16), dtype=np.uint8)
+    plain = classify_slices(LeftEye(), stack, pad_multiple=4)
+    mirrored = classify_slices(LeftEye(), stack, pad_multiple=4, tta=True)
+    assert plain[:, :, :4].all() and not plain[:, :, 12:].any()
+    np.testing.assert_array_equal(mirrored, mirrored[:, :, ::-1])
+    assert mirrored[:, :, :4].all() and mirrored[:, :, 12:].all()
+
+
+def test_largest_component_removes_islands_per_structure() -> None:
+    from armseg.model.pyfunc import keep_largest_components
+
+    classes = np.zeros((10, 12, 6), dtype=np.uint8)
+    classes[1:5, 1:5, :] = 1      # the humerus body
+    classes[8, 10, 2] = 1         # an island of humerus
+    classes[6:9, 1:6, 1:5] = 2    # the biceps body
+    classes[0, 11, 0] = 2         # an island of biceps
+    kept = keep_largest_components(classes, 3)
+    assert kept[8, 10, 2] == 0 and kept[0, 11, 0] == 0
+    np.testing.assert_array_equal(kept[1:5, 1:5, :], 1)
+    np.testing.assert_array_equal(kept[6:9, 1:6, 1:5], 2)
+    assert (kept != classes).sum() == 2
 
 
 def test_the_model_s_own_label_values(module_tracking: str, champion: str) -> None:

@@ -166,3 +166,41 @@ def test_cli_errors_are_one_line_and_fail_the_run(tracking: str, tiny_tree: Path
     assert main(["train", "--resume", "0123456789abcdef"]) == 2
     assert main(["train", "--group", "g", "--batch-size", "lots"]) == 2
     assert "--batch-size" in capsys.readouterr().err
+
+
+def test_a_time_budget_stops_before_an_epoch_that_would_overrun_and_anneals_by_time(
+        tracking: str, tiny_tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clock that moves 40 s per epoch against a 90 s budget: the second epoch ends at 80 s (a
+    third would end at 120 s), and the learning rate falls with the time used, not the steps."""
+    import armseg.train.budget as budget
+
+    now = [0.0]
+    monkeypatch.setattr(budget, "clock", lambda: now[0])
+
+    class FortySeconds(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            now[0] += 40.0
+
+    config = TrainConfig(group="group_1_1", data_root=str(tiny_tree), epochs=5, time_budget=1.5,
+                         batch_norm=False, **TINY)
+    result = train(config, extra_callbacks=[FortySeconds()], register=False)
+    db = store(tracking)
+    assert metric_steps(db, result.run_id, "val_mean_iou") == [1, 2]
+    rates = [value for (value,) in db.execute(
+        "SELECT value FROM metrics WHERE run_uuid = ? AND key = 'learning_rate' ORDER BY step",
+        (result.run_id,))]
+    # Epoch 1 starts at 0 s (full rate), epoch 2 at 40 s of 90 (cos(0.44 pi) of the way down).
+    assert rates[0] == pytest.approx(config.learning_rate) and rates[1] < 0.7 * rates[0]
+    assert mlflow.get_run(result.run_id).data.params["time_budget"] == "1.5"
+
+
+def test_without_batch_norm_the_u_net_has_biases_and_no_normalisation_layers() -> None:
+    from armseg.model.unet import build_unet
+
+    plain = build_unet(depth=2, base_filters=4, batch_norm=False)
+    normed = build_unet(depth=2, base_filters=4)
+    assert not [layer for layer in plain.layers if "batch_normalization" in type(layer).__name__.lower()
+                or layer.name.endswith(("_bn1", "_bn2"))]
+    assert all(layer.use_bias for layer in plain.layers if layer.name.endswith(("_conv1", "_conv2")))
+    assert any(layer.name.endswith("_bn1") for layer in normed.layers)
+    assert plain.count_params() < normed.count_params()

@@ -5,3 +5,8 @@ LOSSES = ("ce", "dice", "ce+dice")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 # Label map presets (`--labels`), defined in armseg.io.labels; named here for --help without numpy.
 LABEL_PRESETS = ("openarm", "openarm-all")
+
+# Predict's refinements (armseg.model.pyfunc keeps the same defaults for served models: the logged
+# model imports nothing of armseg; tests/test_predict.py checks the two agree).
+DEFAULT_TTA = False
+DEFAULT_LARGEST_COMPONENT = False

@@ -13,6 +13,11 @@ inside the network, classified and cropped back; the classes are written as the 
 label values (OpenArm: 0, 7 humerus, 52 biceps). MLflow's tensor schema admits exactly one
 dtype and would refuse a uint8 scan, so the signature declares the output and the params and
 the input example shows the input; the model checks its input itself.
+
+Two optional refinements, params of the served model and flags of `armseg predict` alike:
+`tta` averages each slice's class probabilities with those of its mirror image (left-right, the
+probe's lateral axis), and `largest_component` keeps, per structure, the largest 3-D connected
+component of the scan (a biceps or a humerus is one body: islands elsewhere are false positives).
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from mlflow.pyfunc import PythonModel
 NETWORK_ARTIFACT = "network"  # the Keras network, under the model's artifacts/
 SETTINGS_ARTIFACT = "inference"  # JSON: pad_multiple, slice_axis, label_map, group
 DEFAULT_BATCH_SIZE = 16
+DEFAULT_TTA = False
+DEFAULT_LARGEST_COMPONENT = False
 
 
 def padded_size(size: int, multiple: int) -> int:
@@ -36,12 +43,12 @@ def padded_size(size: int, multiple: int) -> int:
 
 
 def classify_slices(network: Any, stack: np.ndarray, pad_multiple: int, batch_size: int = DEFAULT_BATCH_SIZE,
-                    on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+                    on_batch: Callable[[int], None] | None = None, tta: bool = False) -> np.ndarray:
     """Class index per pixel (uint8) of (N, H, W) slices, in batches, padded and cropped back."""
     count, height, width = stack.shape
     rows, columns = padded_size(height, pad_multiple), padded_size(width, pad_multiple)
     classes = np.empty((count, height, width), dtype=np.uint8)
-    classify = batch_classifier(network)
+    classify = batch_classifier(network, tta)
     for start in range(0, count, batch_size):
         part = stack[start:start + batch_size]
         batch = np.zeros((len(part), rows, columns, 1), dtype=np.float32)
@@ -52,36 +59,64 @@ def classify_slices(network: Any, stack: np.ndarray, pad_multiple: int, batch_si
     return classes
 
 
-def batch_classifier(network: Any) -> Callable[[np.ndarray], np.ndarray]:
+def batch_classifier(network: Any, tta: bool = False) -> Callable[[np.ndarray], np.ndarray]:
     """Padded batch -> class per pixel. For a functional Keras network (what is logged) the argmax
-    runs on the network's own device: a GPU hands back one byte per pixel, not every class's
-    probability, and the host does no argmax. Anything else with `predict_on_batch` (the
-    probabilities) is reduced on the host, a batch at a time."""
+    (and the mirror average) runs on the network's own device: a GPU hands back one byte per
+    pixel, not every class's probability, and the host does no argmax. Anything else with
+    `predict_on_batch` (the probabilities) is reduced on the host, a batch at a time."""
     if not getattr(network, "outputs", None):
-        return lambda batch: np.asarray(network.predict_on_batch(batch)).argmax(axis=-1)
-    classifier = _class_network(network)
+        def probabilities(batch: np.ndarray) -> np.ndarray:
+            found = np.asarray(network.predict_on_batch(batch))
+            if tta:  # the padding sits on the right: the mirror of a padded slice is still a slice
+                found = found + np.asarray(network.predict_on_batch(batch[:, :, ::-1]))[:, :, ::-1]
+            return found
+        return lambda batch: probabilities(batch).argmax(axis=-1)
+    classifier = _class_network(network, tta)
     return lambda batch: np.asarray(classifier.predict_on_batch(batch))
 
 
 @functools.lru_cache(maxsize=4)
-def _class_network(network: Any) -> Any:
+def _class_network(network: Any, tta: bool = False) -> Any:
     """`network` ending in the argmax over classes; cached, so it compiles once for every volume."""
     import keras
 
-    classes = keras.ops.cast(keras.ops.argmax(network.outputs[0], axis=-1), "uint8")
-    return keras.Model(network.inputs, classes, name=f"{network.name}_classes")
+    probabilities = network.outputs[0]
+    if tta:
+        mirrored = network(keras.ops.flip(network.inputs[0], axis=2))
+        probabilities = probabilities + keras.ops.flip(mirrored, axis=2)
+    classes = keras.ops.cast(keras.ops.argmax(probabilities, axis=-1), "uint8")
+    return keras.Model(network.inputs, classes, name=f"{network.name}_classes{'_tta' if tta else ''}")
+
+
+def keep_largest_components(classes: np.ndarray, num_classes: int) -> np.ndarray:
+    """Per foreground class, only its largest 26-connected 3-D component stays; the rest is background."""
+    from scipy import ndimage  # only when asked for: loading the model needs no SciPy
+
+    kept = classes.copy()
+    structure = np.ones((3,) * classes.ndim, dtype=bool)
+    for value in range(1, num_classes):
+        components, count = ndimage.label(classes == value, structure=structure)
+        if count > 1:
+            sizes = np.bincount(components.ravel())
+            sizes[0] = 0
+            kept[(components != 0) & (components != int(sizes.argmax()))] = 0
+    return kept
 
 
 def classify_volume(network: Any, volume: np.ndarray, pad_multiple: int, slice_axis: int = 2,
                     batch_size: int = DEFAULT_BATCH_SIZE,
-                    on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+                    on_batch: Callable[[int], None] | None = None, tta: bool = False,
+                    largest_component: bool = False) -> np.ndarray:
     """Class index per voxel (uint8, the volume's shape), slices taken along `slice_axis`."""
     if volume.ndim != 3:
         raise ValueError(f"expected a 3-D scan, got shape {volume.shape}")
     if slice_axis not in (0, 1, 2):
         raise ValueError(f"slice_axis must be 0, 1 or 2, got {slice_axis}")
     slices = np.moveaxis(volume, slice_axis, 0)
-    classes = classify_slices(network, slices, pad_multiple, batch_size, on_batch)
+    classes = classify_slices(network, slices, pad_multiple, batch_size, on_batch, tta)
+    if largest_component:
+        classes = keep_largest_components(classes, int(network.outputs[0].shape[-1])
+                                          if getattr(network, "outputs", None) else int(classes.max()) + 1)
     return np.ascontiguousarray(np.moveaxis(classes, 0, slice_axis))
 
 
@@ -131,11 +166,15 @@ class ArmsegUnet(PythonModel):
                 params: dict[str, Any] | None = None) -> np.ndarray:
         # np.ndarray is a hint MLflow validates nothing by: as_scan checks (and takes lists, DataFrames).
         scan = as_scan(model_input)
-        axis = int((params or {}).get("slice_axis", self.slice_axis))
+        params = params or {}
+        axis = int(params.get("slice_axis", self.slice_axis))
+        tta = bool(params.get("tta", DEFAULT_TTA))
         if scan.ndim == 2:
-            classes = classify_slices(self.network, scan[np.newaxis], self.pad_multiple)[0]
+            classes = classify_slices(self.network, scan[np.newaxis], self.pad_multiple, tta=tta)[0]
         else:
-            classes = classify_volume(self.network, scan, self.pad_multiple, axis)
+            classes = classify_volume(self.network, scan, self.pad_multiple, axis, tta=tta,
+                                      largest_component=bool(params.get("largest_component",
+                                                                        DEFAULT_LARGEST_COMPONENT)))
         return self.raw_values[classes]
 
 

@@ -29,7 +29,13 @@ from mlflow.models.model import ModelInfo
 from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
 
 from armseg.io.labels import DEFAULT_LABEL_MAP, LabelMap
-from armseg.model.pyfunc import NETWORK_ARTIFACT, SETTINGS_ARTIFACT, raw_value_table
+from armseg.model.pyfunc import (
+    DEFAULT_LARGEST_COMPONENT,
+    DEFAULT_TTA,
+    NETWORK_ARTIFACT,
+    SETTINGS_ARTIFACT,
+    raw_value_table,
+)
 from armseg.tracking.contract import (
     BEST_EPOCH_METRIC,
     BEST_METRIC,
@@ -76,7 +82,7 @@ class InferenceInfo:
 
 
 def scan_signature(info: InferenceInfo) -> ModelSignature:
-    """Raw labels of the input's shape out; `slice_axis` as a param.
+    """Raw labels of the input's shape out; `slice_axis`, `tta` and `largest_component` as params.
 
     No input schema: MLflow's tensor schema admits one dtype only and would refuse a uint8 or
     int16 scan; the input example shows the input and the model checks it (pyfunc.as_scan).
@@ -84,7 +90,9 @@ def scan_signature(info: InferenceInfo) -> ModelSignature:
     dtype = raw_value_table(info.label_map.to_json()).dtype
     return ModelSignature(
         outputs=Schema([TensorSpec(dtype, (-1, -1, -1), "labels")]),
-        params=ParamSchema([ParamSpec("slice_axis", "long", info.slice_axis)]),
+        params=ParamSchema([ParamSpec("slice_axis", "long", info.slice_axis),
+                            ParamSpec("tta", "boolean", DEFAULT_TTA),
+                            ParamSpec("largest_component", "boolean", DEFAULT_LARGEST_COMPONENT)]),
     )
 
 

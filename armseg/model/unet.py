@@ -21,6 +21,7 @@ def build_unet(
     weight_decay: float = 0.0,
     normalization: str = "slice",
     mean: float = 0.0,
+    batch_norm: bool = True,
 ) -> keras.Model:
     """Fully convolutional: any (H, W) divisible by 2**depth, one grey channel in, softmax out."""
     if normalization not in NORMALIZATIONS:
@@ -30,10 +31,10 @@ def build_unet(
     x = _normalize(inputs, normalization, mean)
     skips = []
     for level in range(depth):
-        x = _conv_block(x, base_filters * 2**level, regularizer, f"down{level}")
+        x = _conv_block(x, base_filters * 2**level, regularizer, f"down{level}", batch_norm)
         skips.append(x)
         x = layers.MaxPooling2D(2, name=f"pool{level}")(x)
-    x = _conv_block(x, base_filters * 2**depth, regularizer, "bottom")
+    x = _conv_block(x, base_filters * 2**depth, regularizer, "bottom", batch_norm)
     if dropout > 0:
         x = layers.Dropout(dropout, name="bottom_dropout")(x)
     for level in reversed(range(depth)):
@@ -41,7 +42,7 @@ def build_unet(
         x = layers.Conv2DTranspose(filters, 2, strides=2, padding="same",
                                    kernel_regularizer=regularizer, name=f"up{level}")(x)
         x = layers.Concatenate(name=f"skip{level}")([x, skips[level]])
-        x = _conv_block(x, filters, regularizer, f"dec{level}")
+        x = _conv_block(x, filters, regularizer, f"dec{level}", batch_norm)
     logits = layers.Conv2D(num_classes, 1, name="logits")(x)
     # Float32 probabilities even under mixed precision: softmax and the loss need the range.
     outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(logits)
@@ -59,13 +60,15 @@ def _normalize(inputs: keras.KerasTensor, normalization: str, mean: float) -> ke
 
 
 def _conv_block(x: keras.KerasTensor, filters: int, regularizer: regularizers.Regularizer | None,
-                name: str) -> keras.KerasTensor:
+                name: str, batch_norm: bool = True) -> keras.KerasTensor:
+    """Two 3x3 convolutions with ReLU; batch normalisation after each, or a bias in each instead."""
     for i in (1, 2):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False,
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm,
                           kernel_regularizer=regularizer, name=f"{name}_conv{i}")(x)
-        # momentum 0.9, not Keras's 0.99: a group of a few scans gives tens of steps per epoch, and
-        # the moving statistics must settle within the first epochs or validation sees garbage.
-        x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn{i}")(x)
+        if batch_norm:
+            # momentum 0.9, not Keras's 0.99: a group of a few scans gives tens of steps per epoch, and
+            # the moving statistics must settle within the first epochs or validation sees garbage.
+            x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn{i}")(x)
         x = layers.Activation("relu", name=f"{name}_relu{i}")(x)
     return x
 

@@ -6,6 +6,7 @@ import argparse
 
 from armseg.errors import ArmsegError
 from armseg.io.tree import plain_name
+from armseg.model.choices import DEFAULT_LARGEST_COMPONENT, DEFAULT_TTA
 from armseg.params import parse_bool, split_list, typed_value
 from armseg.predict.names import FORMS
 from armseg.predict.volume import DEFAULT_BATCH_SIZE, NONFINITE_CHOICES
@@ -21,6 +22,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="replace existing predictions (default: keep them)")
     parser.add_argument("--batch-size", default=str(DEFAULT_BATCH_SIZE), metavar="N",
                         help="slices per network call (default: %(default)s)")
+    parser.add_argument("--tta", nargs="?", const="true", default=str(DEFAULT_TTA).lower(), metavar="BOOL",
+                        help="average each slice with its left-right mirror image (default: %(default)s)")
+    parser.add_argument("--largest-component", nargs="?", const="true",
+                        default=str(DEFAULT_LARGEST_COMPONENT).lower(), metavar="BOOL",
+                        help="keep only each structure's largest 3-D connected component "
+                             "(default: %(default)s)")
     parser.add_argument("--nonfinite", default="error", metavar="WHAT",
                         help="NaN or infinite voxels in a scan: error (stop, naming the scan and the count) "
                              "or replace (by 0; the count is logged per scan) (default: %(default)s)")
@@ -34,16 +41,19 @@ def check(args: argparse.Namespace) -> None:
         raise ArmsegError(f"--batch-size: must be at least 1, got {args.batch_size}")
     if args.nonfinite not in NONFINITE_CHOICES:
         raise ArmsegError(f"--nonfinite: {args.nonfinite!r} is not one of {', '.join(NONFINITE_CHOICES)}")
+    args.tta = parse_bool(args.tta, "tta")
+    args.largest_component = parse_bool(args.largest_component, "largest_component")
     for subject in split_list(args.subjects):
         plain_name(subject, "--subjects")
 
 
 def run(args: argparse.Namespace) -> None:
-    from armseg.predict.run import predict_subjects
+    from armseg.predict.run import Refinements, predict_subjects
 
     check(args)
     written = predict_subjects(args.data_root or "data", split_list(args.model),
                                split_list(args.subjects) or None, overwrite=args.overwrite,
-                               batch_size=args.batch_size, nonfinite=args.nonfinite)
+                               batch_size=args.batch_size, nonfinite=args.nonfinite,
+                               refine=Refinements(tta=args.tta, largest_component=args.largest_component))
     folders = sorted({str(path.parent) for path in written})
     print(f"[armseg predict] {len(written)} predictions in: " + ", ".join(folders))

@@ -10,7 +10,7 @@ another model wrote is never kept silently: that is an error unless `overwrite`.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import mlflow
@@ -19,6 +19,7 @@ import pandas as pd
 from armseg import __version__
 from armseg.errors import ArmsegError
 from armseg.io.tree import Scan, data_root_key, prediction_path, prediction_sources, subjects_with_sources
+from armseg.model.pyfunc import DEFAULT_LARGEST_COMPONENT, DEFAULT_TTA
 from armseg.predict.models import ResolvedModel, resolve_model
 from armseg.predict.sidecar import ModelRecord, now, read_sidecar, write_sidecar
 from armseg.predict.volume import DEFAULT_BATCH_SIZE, predict_file
@@ -26,6 +27,14 @@ from armseg.tracking.contract import DATA_ROOT_TAG, MODELS_TAG, NONFINITE_METRIC
 from armseg.tracking.runs import stage_run
 
 PREDICTION_SUFFIX = "_pred_seg"
+
+
+@dataclass(frozen=True)
+class Refinements:
+    """Optional inference refinements (armseg.model.pyfunc), logged as the predict run's params."""
+
+    tta: bool = DEFAULT_TTA
+    largest_component: bool = DEFAULT_LARGEST_COMPONENT
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,7 @@ def predict_subjects(
     overwrite: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     nonfinite: str = "error",
+    refine: Refinements = Refinements(),
 ) -> list[Path]:
     """Predict every prediction-source scan of `subjects` with every model, as one `predict` run.
 
@@ -56,7 +66,7 @@ def predict_subjects(
     if batch_size < 1:
         raise ArmsegError(f"--batch-size: must be at least 1, got {batch_size}")
     params = {"model": models, "subjects": subjects or "all", "overwrite": overwrite,
-              "batch_size": batch_size, "data_root": str(data_root), "nonfinite": nonfinite}
+              "batch_size": batch_size, "data_root": str(data_root), "nonfinite": nonfinite, **asdict(refine)}
     with stage_run("predict", params=params, tags={DATA_ROOT_TAG: data_root_key(data_root)},
                    run_name=f"predict-{'-'.join(subjects) if subjects else 'all'}"):
         scans = _scans_by_subject(data_root, subjects)
@@ -65,7 +75,7 @@ def predict_subjects(
         jobs = [Job(model, subject, scan, prediction_path(data_root, subject, model.folder, scan))
                 for model in resolved for subject, subject_scans in scans.items() for scan in subject_scans]
         writers = _check_writers(jobs, overwrite)
-        records = _run_jobs(jobs, overwrite, batch_size, writers, nonfinite)
+        records = _run_jobs(jobs, overwrite, batch_size, writers, refine, nonfinite)
         _log_records(records)
     return [job.out for job in jobs]
 
@@ -141,7 +151,8 @@ def _check_writers(jobs: list[Job], overwrite: bool) -> dict[Path, ModelRecord |
 
 
 def _run_jobs(jobs: list[Job], overwrite: bool, batch_size: int,
-              writers: dict[Path, ModelRecord | None], nonfinite: str = "error") -> list[dict[str, object]]:
+              writers: dict[Path, ModelRecord | None], refine: Refinements,
+              nonfinite: str = "error") -> list[dict[str, object]]:
     from armseg.model.registry import load_unet  # TensorFlow loads only when there is work
 
     records: list[dict[str, object]] = []
@@ -165,6 +176,7 @@ def _run_jobs(jobs: list[Job], overwrite: bool, batch_size: int,
             recorded.add(job.out.parent)
         seconds, replaced = predict_file(model, info, job.scan.volume, job.out, batch_size,
                                          description=f"{job.model.folder} {job.subject} {job.scan.trial}",
+                                         tta=refine.tta, largest_component=refine.largest_component,
                                          nonfinite=nonfinite)
         mlflow.log_metric("seconds_per_scan", seconds, step=step)
         if nonfinite == "replace":

@@ -37,6 +37,8 @@ def predict_classes(
     info: InferenceInfo,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_batch: Callable[[int], None] | None = None,
+    tta: bool = False,
+    largest_component: bool = False,
 ) -> np.ndarray:
     """Class index per voxel (uint8, same shape as `volume`), slices taken along `info.slice_axis`.
 
@@ -46,7 +48,8 @@ def predict_classes(
     from armseg.model.pyfunc import classify_volume
 
     to_slices(volume, info.slice_axis)  # the shape and axis checks, as armseg errors
-    return classify_volume(model, volume, info.pad_multiple, info.slice_axis, batch_size, on_batch)
+    return classify_volume(model, volume, info.pad_multiple, info.slice_axis, batch_size, on_batch,
+                           tta=tta, largest_component=largest_component)
 
 
 def predict_file(
@@ -56,6 +59,8 @@ def predict_file(
     out: Path,
     batch_size: int = DEFAULT_BATCH_SIZE,
     description: str | None = None,
+    tta: bool = False,
+    largest_component: bool = False,
     nonfinite: str = "error",
 ) -> tuple[float, int]:
     """Predict one volume file and write raw labels on its grid (atomically); returns the seconds
@@ -65,7 +70,8 @@ def predict_file(
     volume, replaced = finite_volume(np.asarray(image.array), source, nonfinite)
     slices = image.array.shape[info.slice_axis]
     with tqdm(total=slices, desc=description or source.name, unit="slice") as bar:
-        classes = predict_classes(model, volume, info, batch_size, bar.update)
+        classes = predict_classes(model, volume, info, batch_size, bar.update,
+                                  tta=tta, largest_component=largest_component)
     write_like(out, info.label_map.decode(classes), image)
     return time.perf_counter() - started, replaced
 

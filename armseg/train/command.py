@@ -17,6 +17,8 @@ from armseg.train.config import HYPERPARAMETERS, TrainConfig, resolve_config
 
 HELP = {
     "epochs": "maximum epochs (early stopping may end sooner)",
+    "time_budget": "minutes of training: as many epochs as fit (up to --epochs), the learning rate "
+                   "annealed over the time instead of the steps (None = no budget)",
     "batch_size": "slices per batch",
     "train_percent": "share of scans for training (of each scan's slices, as blocks, when a group has "
                      "too few scans to split whole)",
@@ -44,6 +46,8 @@ HELP = {
     "ckpt_n_epochs": "every n epochs, log the weights as checkpoints/epoch_<i> for `armseg select-epoch` "
                      "(OpenArm's ini key; None or 0 = only the last and best)",
     "normalization": "slice (per-slice z-score, inside the model) or mean (x/255 - mean/255)",
+    "batch_norm": "batch normalisation after every convolution (true/false; false trains faster, "
+                  "with a bias per convolution instead)",
     "patience": "epochs without a better val_mean_iou before stopping (0 = never stop early)",
     "random_transforms": "random flips, zoom, tilt, gain, gamma, TGC ramp, speckle and blur of each "
                          "training batch, drawn on the fly (true/false; not the `armseg augment` copies)",

@@ -46,6 +46,7 @@ class TrainConfig:
     data_root: str = "data"
     training_data_dir: str | None = None
     epochs: int = 12
+    time_budget: float | None = None
     batch_size: int = 8
     train_percent: float = 70.0
     val_percent: float = 15.0
@@ -67,6 +68,7 @@ class TrainConfig:
     label_map: str | None = None
     skip_empty: bool = True
     normalization: str = "slice"
+    batch_norm: bool = True
     patience: int = 4
     random_transforms: bool = True
     rand_flip_prob: float = _RANGES.flip_prob
@@ -278,6 +280,8 @@ def _check(config: TrainConfig) -> None:
     if config.learning_rate <= 0 or config.weight_decay < 0:
         name = "learning_rate" if config.learning_rate <= 0 else "weight_decay"
         raise bad(name, "must be positive")
+    if config.time_budget is not None and not config.time_budget > 0:
+        raise bad("time_budget", "must be a positive number of minutes (or None for no budget)")
     if config.patience < 0:
         raise bad("patience", "must be 0 (no early stopping) or more")
     if config.slice_axis not in (0, 1, 2):

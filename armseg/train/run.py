@@ -52,6 +52,7 @@ from armseg.tracking.datasets import log_scans, scans_dataset
 from armseg.tracking.runs import stage_run
 from armseg.train.augmentation import augment_batch
 from armseg.train.batches import SliceBatches
+from armseg.train.budget import FINAL_FRACTION, TimeBudget, cosine_by_time
 from armseg.train.callbacks import (
     BEST_WEIGHTS,
     CHECKPOINT_ARTIFACT,
@@ -250,7 +251,10 @@ def compiled_trainer(config: TrainConfig, policy: str, steps_per_epoch: int) -> 
     metrics.append(keras.metrics.IoU(labels.num_classes, foreground, sparse_y_pred=False, name="mean_iou"))
     steps = steps_per_epoch * config.epochs
     # Cosine decay over the planned epochs: large steps early, fine ones when early stopping looks.
-    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps, alpha=0.05)
+    # Under a time budget the epochs are not known: armseg.train.budget anneals over the time instead.
+    schedule = (config.learning_rate if config.time_budget else
+                keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps,
+                                                       alpha=FINAL_FRACTION))
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=make_loss(config.loss, labels.num_classes),
                   metrics=metrics)
     return model
@@ -268,7 +272,7 @@ def _build(config: TrainConfig) -> keras.Model:
     return build_unet(depth=config.depth, base_filters=config.base_filters,
                       num_classes=config.label_mapping.num_classes, dropout=config.dropout,
                       weight_decay=config.weight_decay, normalization=config.normalization,
-                      mean=config.mean)
+                      mean=config.mean, batch_norm=config.batch_norm)
 
 
 def inference_model(config: TrainConfig, policy: str) -> keras.Model:
@@ -296,11 +300,13 @@ def _callbacks(config: TrainConfig, folder: Path, state: TrainingState,
                extra: Sequence[keras.callbacks.Callback]) -> list[keras.callbacks.Callback]:
     """Order matters: a NaN loss stops the epoch before anything is saved; the best checkpoint and
     early stopping decide before the state is saved."""
-    callbacks: list[keras.callbacks.Callback] = [StopOnNonFiniteLoss(), EpochTimer(),
-                                                 best_checkpoint(folder, state)]
+    callbacks: list[keras.callbacks.Callback] = [StopOnNonFiniteLoss(), EpochTimer()]
+    if config.time_budget:
+        budget = TimeBudget(config.time_budget * 60)
+        callbacks += [budget, cosine_by_time(budget, config.learning_rate)]
+    callbacks.append(best_checkpoint(folder, state))
     if config.patience > 0:
         callbacks.append(ResumableEarlyStopping(config.patience, state))
-    # A run resumed after at least one epoch already logged the optimizer config and summary.
     if config.ckpt_n_epochs:
         callbacks.append(EpochWeights(folder, config.ckpt_n_epochs))
     # The checkpoint (which carries the epoch's metrics) first, then the metrics: see EpochMetrics.

@@ -1,0 +1,211 @@
+"""Accuracy on scans nobody tuned for: `armseg train` (defaults) vs a plain Keras script, side by side.
+
+Both train on the same group of a phantom armseg's own generator did not make
+(benchmarks/independent_phantom.py: another anatomy and image model, other sizes and spacing,
+one held-out scan wider than 512) and are scored on held-out subjects' scans, by the same code:
+per scan the mean of humerus and biceps IoU on OpenArm's raw values (OpenArm's `mean_iou`).
+Each seed trains both back to back, so the two see the same machine load.
+
+armseg's side is the real CLI, tracked: `armseg train`, `armseg predict`, `armseg evaluate` into
+the experiment `accuracy-<source>` of `<cache>/mlflow.db`, so every figure printed here is also a
+run one can open (`mlflow ui --backend-store-uri sqlite:///<cache>/mlflow.db`). Extra train
+flags (`--train-args "--epochs 20 --context 0"`) make an ablation row; `--name` labels it.
+
+    python benchmarks/bench_accuracy.py                       # defaults vs plain, seeds 0 1 2
+    python benchmarks/bench_accuracy.py --source synth        # the confirmation phantom
+    python benchmarks/bench_accuracy.py --skip-plain --name no-tta --predict-args "--tta false"
+
+The confirmation source (`synth`) is armseg's own generator at other seeds, sizes (one held-out
+scan 256x560) and subjects than the demo: trained on one tree, scored on another's subject.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from independent_phantom import write_source  # noqa: E402
+
+HUMERUS_RAW = (7, 6, 1)
+BICEPS_RAW = (52,)
+GROUP = "group_1_1"
+HERE = Path(__file__).resolve().parent
+
+
+def armseg_command() -> list[str]:
+    return [sys.executable, "-m", "armseg"]
+
+
+def run(command: list[str], env: dict[str, str], log: Path) -> tuple[str, float]:
+    """Run, keep stdout+stderr in `log`, fail loudly with its tail; returns (output, seconds)."""
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        raise SystemExit(f"{shlex.join(command)} failed ({done.returncode}); see {log}:\n"
+                         + (done.stdout + done.stderr)[-2000:])
+    return done.stdout + done.stderr, seconds
+
+
+def iou(truth: np.ndarray, predicted: np.ndarray, raw: tuple[int, ...]) -> float:
+    a, b = np.isin(truth, raw), np.isin(predicted, raw)
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else float("nan")
+
+
+def score(predictions: dict[str, Path], truths: dict[str, Path]) -> dict[str, float]:
+    """OpenArm's mean_iou (mean of humerus and biceps IoU) per held-out scan."""
+    scores = {}
+    for trial, truth_path in truths.items():
+        truth = np.asarray(nib.load(truth_path).dataobj)
+        predicted = np.asarray(nib.load(predictions[trial]).dataobj)
+        if predicted.shape != truth.shape:
+            raise SystemExit(f"{predictions[trial]}: shape {predicted.shape}, truth {truth.shape}")
+        structures = [iou(truth, predicted, HUMERUS_RAW), iou(truth, predicted, BICEPS_RAW)]
+        scores[trial] = float(np.nanmean(structures))
+    return scores
+
+
+def held_out(root: Path) -> dict[str, Path]:
+    """Ground truth of every held-out scan: `<subject>/<trial>` -> its segmentation file."""
+    return {f"{seg.parts[len(root.parts)]}/{seg.parent.name}": seg
+            for seg in sorted(root.glob("Sub*/prediction_sources/**/*_seg.nii*"))}
+
+
+def armseg_predictions(root: Path, run_id: str) -> dict[str, Path]:
+    """The prediction files `armseg predict` wrote for the model of train run `run_id`."""
+    found = {}
+    for sidecar in root.glob("Sub*/predictions/**/armseg_model.json"):
+        if json.loads(sidecar.read_text()).get("run_id") != run_id:
+            continue
+        for path in sidecar.parent.glob("*_pred_seg.nii*"):
+            trial = path.name.split("_pred_seg")[0]
+            found[f"{sidecar.parts[len(root.parts)]}/{trial}"] = path
+    return found
+
+
+def prepare(source: str, cache: Path) -> tuple[Path, list[str]]:
+    """The data root holding the group and the held-out subjects, written once per cache."""
+    root = cache / source / "data"
+    if source == "independent":
+        write_source(root, seed=101)
+    elif not (root / "synth.done").exists():
+        _synth_confirmation(root, cache / source)
+    subjects = sorted({path.parts[len(root.parts)] for path in held_out(root).values()})
+    return root, subjects
+
+
+def _synth_confirmation(root: Path, work: Path) -> None:
+    """armseg's own generator, other seeds and sizes: the group from one tree (seed 31, 224x320),
+    the held-out subject's scans from two others (seed 57 at 256x560, seed 83 at 200x288)."""
+    shutil.rmtree(work, ignore_errors=True)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'synth.db'}"}
+    trees = {"train": (31, "224 320"), "wide": (57, "256 560"), "narrow": (83, "200 288")}
+    for name, (seed, size) in trees.items():
+        command = ["synth", "--out", str(work / name), "--subjects", "3", "--seed", str(seed),
+                   "--size", *size.split(), "--slices", "80", "--experiment", "accuracy-synth-data"]
+        run(armseg_command() + command, env, work / "logs" / f"synth-{name}.log")
+    shutil.copytree(work / "train" / "training_groups", root / "training_groups")
+    for name, subject in (("wide", "SubR"), ("narrow", "SubS")):
+        shutil.copytree(work / name / "SubC" / "prediction_sources", root / subject / "prediction_sources")
+    (root / "synth.done").write_text("ok\n")
+
+
+def armseg_side(root: Path, subjects: list[str], seed: int, env: dict[str, str], experiment: str,
+                train_args: list[str], predict_args: list[str], logs: Path) -> dict:
+    base = ["--data-root", str(root), "--experiment", experiment]
+    command = ["train", "--group", GROUP, "--seed", str(seed), *base, *train_args]
+    output, seconds = run(armseg_command() + command, env, logs / "train.log")
+    run_id = re.findall(r"\(run ([0-9a-f]{32})\)", output)[-1]
+    run(armseg_command() + ["predict", "--model", run_id, "--subjects", *subjects, "--overwrite", *base,
+                            *predict_args], env, logs / "predict.log")
+    run(armseg_command() + ["evaluate", "--subjects", *subjects, *base], env, logs / "evaluate.log")
+    return {"train_seconds": seconds, "run_id": run_id, "scores": score(armseg_predictions(root, run_id),
+                                                                        held_out(root))}
+
+
+def plain_side(root: Path, subjects: list[str], seed: int, env: dict[str, str], logs: Path,
+               out: Path) -> dict:
+    shutil.rmtree(out, ignore_errors=True)
+    group = next((root / "training_groups").rglob(GROUP))
+    sources = [str(root / subject) for subject in subjects]
+    command = [sys.executable, str(HERE / "plain_unet.py"), str(group), str(out), *sources,
+               "--seed", str(seed)]
+    output, _ = run(command, env, logs / "plain.log")
+    seconds = next(json.loads(line) for line in output.splitlines() if line.startswith('{"train_seconds"'))[
+        "train_seconds"]
+    predictions = {key: out / truth.relative_to(root).parent / f"{truth.name.split('_seg')[0]}_pred_seg.nii"
+                   for key, truth in held_out(root).items()}
+    return {"train_seconds": seconds, "scores": score(predictions, held_out(root))}
+
+
+def summary(result: dict) -> tuple[float, float, float]:
+    values = list(result["scores"].values())
+    return float(np.mean(values)), float(np.min(values)), result["train_seconds"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", choices=("independent", "synth"), default="independent")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--cache", type=Path, default=HERE.parent / ".bench_cache" / "accuracy")
+    parser.add_argument("--name", default="defaults", help="the armseg row's label (an ablation variant)")
+    parser.add_argument("--train-args", default="", help="extra `armseg train` flags, one string")
+    parser.add_argument("--predict-args", default="", help="extra `armseg predict` flags, one string")
+    parser.add_argument("--skip-plain", action="store_true", help="armseg only (ablation rows)")
+    args = parser.parse_args()
+
+    root, subjects = prepare(args.source, args.cache)
+    experiment = f"accuracy-{args.source}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{args.cache / 'mlflow.db'}",
+           "TF_CPP_MIN_LOG_LEVEL": "2", "ARMSEG_BENCH_VARIANT": args.name}
+    results: dict[str, list[dict]] = {args.name: [], "plain": []}
+    for seed in args.seeds:
+        logs = args.cache / "logs" / args.source / args.name / f"seed{seed}"
+        extra = shlex.split(args.train_args), shlex.split(args.predict_args)
+        results[args.name].append(armseg_side(root, subjects, seed, env, experiment, *extra, logs))
+        mean, worst, seconds = summary(results[args.name][-1])
+        print(f"seed {seed} armseg {args.name}: mean IoU {mean:.4f}, worst {worst:.4f}, "
+              f"train {seconds:.0f} s", flush=True)
+        if not args.skip_plain:
+            out = args.cache / "plain" / f"seed{seed}"
+            results["plain"].append(plain_side(root, subjects, seed, env, logs, out))
+            mean, worst, seconds = summary(results["plain"][-1])
+            print(f"seed {seed} plain script: mean IoU {mean:.4f}, worst {worst:.4f}, train {seconds:.0f} s",
+                  flush=True)
+    print(f"\n{args.source} phantom, {len(held_out(root))} held-out scans, seeds {args.seeds} "
+          f"(train seconds: armseg = whole `armseg train` command, plain = its fit)")
+    print(f"{'':<22}{'mean IoU':>10}{'min mean':>10}{'max mean':>10}{'worst scan':>12}{'train s':>9}")
+    rows = {name: [summary(r) for r in runs] for name, runs in results.items() if runs}
+    for name, values in rows.items():
+        means = [v[0] for v in values]
+        print(f"{name:<22}{statistics.mean(means):>10.4f}{min(means):>10.4f}{max(means):>10.4f}"
+              f"{min(v[1] for v in values):>12.4f}{statistics.mean(v[2] for v in values):>9.0f}")
+    if "plain" in rows and len(rows) == 2:
+        ours, plain = rows[args.name], rows["plain"]
+        def ratio(column: int) -> float:
+            return statistics.mean(v[column] for v in ours) / statistics.mean(v[column] for v in plain)
+        print(f"ratio armseg/plain: mean IoU {ratio(0):.3f}, worst scan "
+              f"{min(v[1] for v in ours) / min(v[1] for v in plain):.3f}, train time {ratio(2):.2f}")
+    record = args.cache / f"results-{args.source}-{args.name}.json"
+    record.write_text(json.dumps(results, indent=2))
+    print(f"per-scan scores: {record}")
+
+
+if __name__ == "__main__":
+    main()
