@@ -123,7 +123,21 @@ def logged_config(params: dict[str, str]) -> tuple[TrainConfig, str | None]:
     """The TrainConfig of a train run's logged parameters, and the precision it resolved to."""
     values = {name: typed(name, params[name]) if params.get(name) not in (None, "None") else None
               for name in PARSERS if name in params}
-    return TrainConfig(**{k: v for k, v in values.items() if v is not None}), params.get("precision_used")
+    values = {k: v for k, v in values.items() if v is not None}
+    return TrainConfig(**_percents_to_100(values)), params.get("precision_used")
+
+
+def _percents_to_100(values: dict[str, object]) -> dict[str, object]:
+    """Runs logged before armseg required train + val + test = 100 (`--test-percent 0` alone) kept
+    their numbers; the split used them as proportions, so scaling them to 100 plans the same split
+    and such a run can still be resumed or have an epoch selected."""
+    names = ("train_percent", "val_percent", "test_percent")
+    if not all(isinstance(values.get(name), float) for name in names):
+        return values
+    total = sum(values[name] for name in names)  # type: ignore[misc]
+    if total <= 0 or abs(total - 100) <= 1e-6:
+        return values
+    return {**values, **{name: values[name] * 100 / total for name in names}}  # type: ignore[operator]
 
 
 def _train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback], register: bool,
