@@ -146,3 +146,12 @@ def test_label_presets_and_openarms_checkpoint_key() -> None:
         resolve_config({"group": "g", "labels": "openarm", "label_map": '{"background": [0], "b": [7]}'})
     with pytest.raises(ArmsegError, match="--ckpt-n-epochs"):
         resolve_config({"group": "g", "ckpt_n_epochs": "-1"})
+
+
+def test_a_run_logged_before_percents_had_to_add_to_100_still_loads_with_the_same_proportions() -> None:
+    from armseg.train.run import logged_config
+
+    config, _ = logged_config({"group": "group_1_1", "train_percent": "70.0", "val_percent": "15.0",
+                               "test_percent": "0.0"})
+    assert config.train_percent + config.val_percent == pytest.approx(100)
+    assert config.train_percent / config.val_percent == pytest.approx(70 / 15) and config.test_percent == 0
