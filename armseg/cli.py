@@ -98,6 +98,7 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
     try:
         with stopping_signals_interrupt():
             module = importlib.import_module(COMMANDS[command][0])
+            check_names(args)
             if hasattr(module, "check"):  # parameter values wrong in themselves: refused before any run
                 module.check(args)
             if hasattr(module, "prepare"):  # work that needs no store, started before MLflow loads
@@ -117,6 +118,16 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
         where = f"{error.filename}: " if error.filename else ""
         return _fail(command, f"{where}{error.strerror or error}")
     return 0
+
+
+def check_names(args: argparse.Namespace) -> None:
+    """Subjects are folder names under the data root, for every command that takes them: `../SubC`
+    is a parameter wrong in itself (no run), never a path out of the root."""
+    from armseg.io.tree import plain_name
+    from armseg.params import split_list
+
+    for subject in split_list(getattr(args, "subjects", None)):
+        plain_name(subject, "--subjects")
 
 
 def mlflow_spelling(argv: list[str]) -> list[str]:

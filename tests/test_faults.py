@@ -211,6 +211,8 @@ PARAMETER_MISTAKES = {
                           "--batch-size: 'nan' is not a whole number"),
     "predict subject leaving the root": (["predict", "--model", "group_1_1", "--subjects", "../SubC"],
                                          "--subjects '../SubC': not a folder name"),
+    "evaluate subject leaving the root": (["evaluate", "--subjects", "SubC", "../../SubC"],
+                                          "--subjects '../../SubC': not a folder name"),
     "augment degrees nan": (["augment", "--group", "group_1_1", "--degrees", "nan"],
                             "--degrees: 'nan' is not a finite number"),
     "register sampling inf": (["register", "--subjects", "SubC", "--sampling", "inf"],

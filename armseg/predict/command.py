@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from armseg.errors import ArmsegError
-from armseg.io.tree import plain_name
 from armseg.model.choices import DEFAULT_LARGEST_COMPONENT, DEFAULT_TTA
 from armseg.params import parse_bool, split_list, typed_value
 from armseg.predict.names import FORMS
@@ -43,8 +42,6 @@ def check(args: argparse.Namespace) -> None:
         raise ArmsegError(f"--nonfinite: {args.nonfinite!r} is not one of {', '.join(NONFINITE_CHOICES)}")
     args.tta = parse_bool(args.tta, "tta")
     args.largest_component = parse_bool(args.largest_component, "largest_component")
-    for subject in split_list(args.subjects):
-        plain_name(subject, "--subjects")
 
 
 def run(args: argparse.Namespace) -> None:
