@@ -36,6 +36,12 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated(signum)
 
 
+def _heeded(signums: tuple[int, ...]) -> tuple[int, ...]:
+    """The signals this process does not ignore: under `nohup` SIGHUP stays ignored, and a
+    background job's ignored SIGINT is not turned into an interrupt."""
+    return tuple(signum for signum in signums if signal.getsignal(signum) is not signal.SIG_IGN)
+
+
 def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()  # only it may set handlers
 
@@ -46,7 +52,7 @@ def stopping_signals_interrupt() -> Iterator[None]:
     if not _in_main_thread():
         yield
         return
-    previous = {signum: signal.signal(signum, _raise_terminated) for signum in STOPPING_SIGNALS}
+    previous = {signum: signal.signal(signum, _raise_terminated) for signum in _heeded(STOPPING_SIGNALS)}
     try:
         yield
     finally:
@@ -68,7 +74,7 @@ def interrupts_deferred() -> Iterator[list[int]]:
     def hold(signum: int, frame: object) -> None:
         pending.append(signum)
 
-    previous = {signum: signal.signal(signum, hold) for signum in (signal.SIGINT, *STOPPING_SIGNALS)}
+    previous = {signum: signal.signal(signum, hold) for signum in _heeded((signal.SIGINT, *STOPPING_SIGNALS))}
     try:
         yield pending
     finally:
