@@ -127,16 +127,21 @@ def _synth_confirmation(root: Path, work: Path) -> None:
 
 
 def armseg_side(root: Path, subjects: list[str], seed: int, env: dict[str, str], experiment: str,
-                train_args: list[str], predict_args: list[str], logs: Path) -> dict:
+                train_args: list[str], predict_args: list[str], logs: Path,
+                reused: dict | None = None) -> dict:
+    """Train (or take the train run of an earlier row, for predict-time variants), predict, score."""
     base = ["--data-root", str(root), "--experiment", experiment]
-    command = ["train", "--group", GROUP, "--seed", str(seed), *base, *train_args]
-    output, seconds = run(armseg_command() + command, env, logs / "train.log")
-    run_id = re.findall(r"\(run ([0-9a-f]{32})\)", output)[-1]
+    if reused:
+        run_id, seconds = reused["run_id"], reused["train_seconds"]
+    else:
+        command = ["train", "--group", GROUP, "--seed", str(seed), *base, *train_args]
+        output, seconds = run(armseg_command() + command, env, logs / "train.log")
+        run_id = re.findall(r"\(run ([0-9a-f]{32})\)", output)[-1]
     run(armseg_command() + ["predict", "--model", run_id, "--subjects", *subjects, "--overwrite", *base,
                             *predict_args], env, logs / "predict.log")
     run(armseg_command() + ["evaluate", "--subjects", *subjects, *base], env, logs / "evaluate.log")
-    return {"train_seconds": seconds, "run_id": run_id, "scores": score(armseg_predictions(root, run_id),
-                                                                        held_out(root))}
+    return {"seed": seed, "train_seconds": seconds, "run_id": run_id,
+            "scores": score(armseg_predictions(root, run_id), held_out(root))}
 
 
 def plain_side(root: Path, subjects: list[str], seed: int, env: dict[str, str], logs: Path,
@@ -168,6 +173,8 @@ def main() -> None:
     parser.add_argument("--train-args", default="", help="extra `armseg train` flags, one string")
     parser.add_argument("--predict-args", default="", help="extra `armseg predict` flags, one string")
     parser.add_argument("--skip-plain", action="store_true", help="armseg only (ablation rows)")
+    parser.add_argument("--reuse", metavar="NAME", help="predict with the models an earlier row NAME trained "
+                        "(for predict-time variants: --tta, --largest-component); implies --skip-plain")
     args = parser.parse_args()
 
     root, subjects = prepare(args.source, args.cache)
@@ -175,10 +182,16 @@ def main() -> None:
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{args.cache / 'mlflow.db'}",
            "TF_CPP_MIN_LOG_LEVEL": "2", "ARMSEG_BENCH_VARIANT": args.name}
     results: dict[str, list[dict]] = {args.name: [], "plain": []}
+    earlier = {}
+    if args.reuse:
+        args.skip_plain = True
+        rows = json.loads((args.cache / f"results-{args.source}-{args.reuse}.json").read_text())[args.reuse]
+        earlier = {row["seed"]: row for row in rows}
     for seed in args.seeds:
         logs = args.cache / "logs" / args.source / args.name / f"seed{seed}"
         extra = shlex.split(args.train_args), shlex.split(args.predict_args)
-        results[args.name].append(armseg_side(root, subjects, seed, env, experiment, *extra, logs))
+        results[args.name].append(armseg_side(root, subjects, seed, env, experiment, *extra, logs,
+                                              earlier.get(seed)))
         mean, worst, seconds = summary(results[args.name][-1])
         print(f"seed {seed} armseg {args.name}: mean IoU {mean:.4f}, worst {worst:.4f}, "
               f"train {seconds:.0f} s", flush=True)

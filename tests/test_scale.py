@@ -54,7 +54,8 @@ def test_predict_loads_each_model_once(tracking: str, tmp_path: Path,
     monkeypatch.setattr(predict_run, "resolve_model",
                         lambda spec, data_root=None: ResolvedModel(spec, f"runs:/{spec}/model", spec))
     predicted: list[tuple[str, Path]] = []
-    monkeypatch.setattr(predict_run, "predict_file", lambda model, info, volume, out, batch_size, description:
+    monkeypatch.setattr(predict_run, "predict_file",
+                        lambda model, info, volume, out, batch_size, description, **refine:
                         predicted.append((description, out)) or 0.01)
     models = [f"group_{i}_1" for i in range(1, 11)]
     predict_run.predict_subjects(root, models, ["SubA"])

@@ -8,5 +8,5 @@ LABEL_PRESETS = ("openarm", "openarm-all")
 
 # Predict's refinements (armseg.model.pyfunc keeps the same defaults for served models: the logged
 # model imports nothing of armseg; tests/test_predict.py checks the two agree).
-DEFAULT_TTA = False
-DEFAULT_LARGEST_COMPONENT = False
+DEFAULT_TTA = True
+DEFAULT_LARGEST_COMPONENT = True

@@ -34,8 +34,8 @@ from mlflow.pyfunc import PythonModel
 NETWORK_ARTIFACT = "network"  # the Keras network, under the model's artifacts/
 SETTINGS_ARTIFACT = "inference"  # JSON: pad_multiple, slice_axis, label_map, group
 DEFAULT_BATCH_SIZE = 16
-DEFAULT_TTA = False
-DEFAULT_LARGEST_COMPONENT = False
+DEFAULT_TTA = True
+DEFAULT_LARGEST_COMPONENT = True
 
 
 def padded_size(size: int, multiple: int) -> int:

@@ -19,7 +19,7 @@ import pandas as pd
 from armseg import __version__
 from armseg.errors import ArmsegError
 from armseg.io.tree import Scan, data_root_key, prediction_path, prediction_sources, subjects_with_sources
-from armseg.model.pyfunc import DEFAULT_LARGEST_COMPONENT, DEFAULT_TTA
+from armseg.model.choices import DEFAULT_LARGEST_COMPONENT, DEFAULT_TTA
 from armseg.predict.models import ResolvedModel, resolve_model
 from armseg.predict.sidecar import ModelRecord, now, read_sidecar, write_sidecar
 from armseg.predict.volume import DEFAULT_BATCH_SIZE, predict_file

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from armseg.errors import ArmsegError
 from armseg.io.geometry import to_slices
 from armseg.io.images import read_image, write_like
+from armseg.model.choices import DEFAULT_LARGEST_COMPONENT, DEFAULT_TTA
 
 if TYPE_CHECKING:  # importing Keras starts TensorFlow: only when a model exists to run
     import keras
@@ -37,8 +38,8 @@ def predict_classes(
     info: InferenceInfo,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_batch: Callable[[int], None] | None = None,
-    tta: bool = False,
-    largest_component: bool = False,
+    tta: bool = DEFAULT_TTA,
+    largest_component: bool = DEFAULT_LARGEST_COMPONENT,
 ) -> np.ndarray:
     """Class index per voxel (uint8, same shape as `volume`), slices taken along `info.slice_axis`.
 
@@ -59,8 +60,8 @@ def predict_file(
     out: Path,
     batch_size: int = DEFAULT_BATCH_SIZE,
     description: str | None = None,
-    tta: bool = False,
-    largest_component: bool = False,
+    tta: bool = DEFAULT_TTA,
+    largest_component: bool = DEFAULT_LARGEST_COMPONENT,
     nonfinite: str = "error",
 ) -> tuple[float, int]:
     """Predict one volume file and write raw labels on its grid (atomically); returns the seconds
