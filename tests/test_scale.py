@@ -56,7 +56,7 @@ def test_predict_loads_each_model_once(tracking: str, tmp_path: Path,
     predicted: list[tuple[str, Path]] = []
     monkeypatch.setattr(predict_run, "predict_file",
                         lambda model, info, volume, out, batch_size, description, **refine:
-                        predicted.append((description, out)) or 0.01)
+                        predicted.append((description, out)) or (0.01, 0))
     models = [f"group_{i}_1" for i in range(1, 11)]
     predict_run.predict_subjects(root, models, ["SubA"])
     assert sorted(loads) == sorted(f"runs:/{m}/model" for m in models)
