@@ -202,7 +202,7 @@ PARAMETER_MISTAKES = {
     "epochs inf": (["train", "--group", "group_1_1", "--epochs", "inf"],
                    "--epochs: 'inf' is not a whole number"),
     "percents off 100": (["train", "--group", "group_1_1", "--test-percent", "10"],
-                         "--train-percent, --val-percent, --test-percent: 70 + 15 + 10 = 95, not 100"),
+                         "--train-percent, --val-percent, --test-percent: 85 + 15 + 10 = 110, not 100"),
     "group leaving the root": (["train", "--group", "../../outside", "--training-data-dir", "{group_1_1}"],
                                "--group: '../../outside' is not a folder name"),
     "unknown nonfinite": (["train", "--group", "group_1_1", "--nonfinite", "ignore"],
@@ -236,7 +236,7 @@ def test_a_parameter_wrong_in_itself_is_one_line_and_creates_no_run(case: str, m
 @pytest.mark.parametrize("entry, why", [
     ("learning_rate = nan", "learning_rate = 'nan': 'nan' is not a finite number"),
     ("epochs = 0", "epochs = 0: 0 must be at least 1"),
-    ("test_percent = 5", "test_percent = 5.0: 70 + 15 + 5 = 90, not 100"),
+    ("test_percent = 5", "test_percent = 5.0: 85 + 15 + 5 = 105, not 100"),
 ])
 def test_a_bad_ini_value_names_the_file_and_its_section(entry: str, why: str, module_tracking: str,
                                                          tree: Path, tmp_path: Path) -> None:

@@ -95,7 +95,8 @@ def test_keep_percent_is_even_along_the_arm_and_total_keep_caps_training() -> No
 
 
 def test_load_group_stacks_uint8_slices_padded_for_the_network(tiny_tree: Path) -> None:
-    cfg = TrainConfig(group="group_1_2", data_root=str(tiny_tree), keep_percent=100)
+    cfg = TrainConfig(group="group_1_2", data_root=str(tiny_tree), keep_percent=100, train_percent=70,
+                      test_percent=15)
     data = load_group(cfg, pad_multiple=16, progress=False)
     assert data.split.mode == "by_scan"
     for name in ("train", "val", "test"):

@@ -130,7 +130,8 @@ def test_cli_train_with_an_ini_logs_the_contract_and_registers_the_model(
 @pytest.mark.slow
 def test_a_pruned_run_ends_killed_and_resume_finishes_it_like_an_uninterrupted_one(
         tracking: str, tiny_tree: Path) -> None:
-    config = TrainConfig(group="group_1_1", data_root=str(tiny_tree), epochs=3, **TINY)
+    config = TrainConfig(group="group_1_1", data_root=str(tiny_tree), epochs=3, train_percent=70,
+                         test_percent=15, **TINY)
     with pytest.raises(optuna.TrialPruned):
         train(config, extra_callbacks=[Stop(1, optuna.TrialPruned("pruned at epoch 2"))])
     run = mlflow.search_runs(output_format="list")[0]

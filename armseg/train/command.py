@@ -23,7 +23,7 @@ HELP = {
     "train_percent": "share of scans for training (of each scan's slices, as blocks, when a group has "
                      "too few scans to split whole)",
     "val_percent": "share for validation (chooses the best epoch; never adjacent to training slices)",
-    "test_percent": "share for the final test_* metrics (0 = none)",
+    "test_percent": "share for the final test_* metrics (0 = none: the held-out subjects are the test)",
     "keep_percent": "percent of each scan's slices kept, evenly spaced along the arm",
     "total_keep": "cap on the number of training slices (None = no cap)",
     "mean": "intensity subtracted when --normalization mean (OpenArm's mean)",

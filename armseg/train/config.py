@@ -48,9 +48,9 @@ class TrainConfig:
     epochs: int = 12
     time_budget: float | None = None
     batch_size: int = 8
-    train_percent: float = 70.0
+    train_percent: float = 85.0
     val_percent: float = 15.0
-    test_percent: float = 15.0
+    test_percent: float = 0.0
     keep_percent: float = 50.0
     total_keep: int | None = None
     mean: float = 0.0

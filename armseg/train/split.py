@@ -1,8 +1,8 @@
 """Which slices of a group train, validate and test: split without leaks, thinned as OpenArm did.
 
 Neighbouring ultrasound slices are near-copies of each other, so:
-- With enough scans, whole scans go to train, validation or test; with too few (a group of
-  one or two scans), every scan is cut into contiguous blocks along the arm,
+- With enough scans (two or more left to train after one per held-out split), whole scans go to
+  train, validation or test; with too few, every scan is cut into contiguous blocks along the arm,
   train | gap | val | gap | test, and the gap slices are dropped.
 - Augmented copies (`*_ed`, `*_rot`, `*_rot10`) only ever train, and only when their source scan
   (or its training block) trains: a rotated copy of a validation scan would leak it into training.
@@ -82,7 +82,9 @@ def plan_split(scans: Sequence[Scan], lengths: dict[str, int], config: TrainConf
             raise ArmsegError(f"every scan's segmentation is all 0 ({', '.join(unlabelled)}); nothing to "
                               "train on (--skip-empty false would train on empty labels)")
     shares = np.array([config.train_percent, config.val_percent, config.test_percent], dtype=float)
-    needed = 1 + int(shares[1] > 0) + int(shares[2] > 0)
+    # Whole scans only when at least two originals still train: one training scan teaches one arm
+    # posture, while blocks of every scan teach them all.
+    needed = 2 + int(shares[1] > 0) + int(shares[2] > 0)
     if len(eligible) >= needed:
         split = _split_by_scan(families, eligible, shares, lengths, config)
     else:
