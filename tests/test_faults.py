@@ -29,7 +29,8 @@ import numpy as np
 import pytest
 
 TRAIN_FLAGS = ["--depth", "2", "--base-filters", "4", "--precision", "float32", "--keep-percent", "100",
-               "--random-transforms", "false", "--patience", "0", "--batch-size", "8"]
+               "--random-transforms", "false", "--patience", "0", "--batch-size", "8",
+               "--train-percent", "70", "--test-percent", "15"]  # a test split: test_* logged exactly once
 EPOCH_METRICS = ("loss", "val_loss", "val_mean_iou", "val_iou_humerus", "val_iou_biceps", "epoch_seconds")
 
 # Holds a process at one moment, chosen by environment variables, until the gate file exists.

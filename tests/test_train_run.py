@@ -66,6 +66,7 @@ def test_cli_train_with_an_ini_logs_the_contract_and_registers_the_model(
         tracking: str, tiny_tree: Path, tmp_path: Path) -> None:
     ini = tmp_path / "trainingconfig.ini"
     ini.write_text("[DEFAULT]\nepochs = 5\nbatch_size = 8\nmodels_dir = /models\nmax_to_keep = 3\n"
+                   "train_percent = 70\nval_percent = 15\ntest_percent = 15\n"
                    "[group_1_2]\nepochs = 2\nkeep_percent = 100\ndepth = 4\n")
     code = main(["train", "--data-root", str(tiny_tree), "--group", "group_1_2", "--config", str(ini),
                  "--depth", "2", "--base-filters", "4", "--precision", "float32", "--patience", "0",
