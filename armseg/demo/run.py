@@ -34,6 +34,9 @@ from armseg.train.run import train
 GROUPS = ("group_1_1", "group_2_1")
 AUGMENTED_GROUP = "group_1_1"
 ATLAS = "trial1_0_fs"
+# Minutes of training per group when --epochs is not given: the full demo stays within 10 minutes on
+# a 2-core CPU (two groups, each stopped before an epoch would overrun; see train's --time-budget).
+DEMO_TIME_BUDGET = 1.5
 # The summary's columns: OpenArm's table metrics (fractions, on raw values), then armseg's (on each
 # model's classes; class_agreement_percent in %, hd95 in mm).
 OPENARM_COLUMNS = ("mean_iou", "total_percent", "humerus_iou", "bicep_iou")
@@ -58,7 +61,11 @@ def demo(out: Path, size: tuple[int, int] = (256, 256), slices: int = 100, epoch
         test_subject = summary.test_subject
         _stage("augment", lambda: augment_group(data_root, AUGMENTED_GROUP, degrees=[-10, 10],
                                                 alphas=[4.0], sigmas=[10.0], seed=seed))
-        overrides = {"epochs": epochs, "seed": seed, "data_root": str(data_root)}
+        overrides = {"epochs": epochs, "seed": seed, "data_root": str(data_root),
+                     "time_budget": None if epochs or quick else DEMO_TIME_BUDGET}
+        if overrides["time_budget"]:
+            print(f"[armseg demo] each group trains for at most {DEMO_TIME_BUDGET} minutes "
+                  f"(train --time-budget {DEMO_TIME_BUDGET}; give --epochs for a fixed number of epochs)")
         if quick:
             overrides.update(depth=2, base_filters=4, epochs=epochs or 2, precision="float32")
         for group in GROUPS:
