@@ -3,9 +3,10 @@
 A fixed number of epochs takes 2 minutes on one machine and 20 on another, and a group twice as
 large takes twice as long. With a budget, the learning rate follows a cosine over the *time*
 given instead of over the planned steps, so the run anneals fully however many epochs fit, and
-training stops before an epoch that would overrun it (the longest epoch so far is the estimate;
-`--epochs` stays the cap). Both are Keras's own callbacks (`LearningRateScheduler`) or a few lines
-beside them; the budget counts this process's training time (a resumed run gets its budget anew).
+training stops before an epoch that would overrun it. The last epoch's length is the estimate
+(the first one also pays for compiling the step); `--epochs` stays the cap. The schedule is
+Keras's own `LearningRateScheduler`; the budget counts this process's training time (a resumed
+run gets its budget anew).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class TimeBudget(keras.callbacks.Callback):
         super().__init__()
         self.seconds = float(seconds)
         self.started = clock()
-        self.longest = 0.0
+        self.last = 0.0
         self._epoch_started = self.started
 
     def on_train_begin(self, logs=None):
@@ -41,8 +42,8 @@ class TimeBudget(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         now = clock()
-        self.longest = max(self.longest, now - self._epoch_started)
-        if now - self.started + self.longest > self.seconds:
+        self.last = now - self._epoch_started
+        if now - self.started + self.last > self.seconds:
             print(f"[armseg train] time budget: stopping after epoch {epoch + 1} "
                   f"({now - self.started:.0f} s of {self.seconds:.0f} s used)")
             self.model.stop_training = True
