@@ -151,3 +151,23 @@ def save_atomically(image: nib.Nifti1Image, path: Path) -> Path:
         finally:
             remove_quietly(temporary)
     return path
+
+
+def finite_voxels(array: np.ndarray, path: Path, policy: str, stage: str) -> tuple[np.ndarray, int]:
+    """The array with no NaN or infinite voxel, and how many were replaced by 0.
+
+    One NaN voxel turns its whole slice to NaN after the per-slice normalisation: in training the
+    loss goes NaN, at prediction the slice comes out background. Such a scan is an error naming
+    the file and the count, unless `policy` is `replace`. `stage` (train, predict) words the message.
+    """
+    if np.issubdtype(array.dtype, np.integer) or array.dtype == bool:
+        return array, 0
+    bad = ~np.isfinite(array)
+    count = int(bad.sum())
+    if count == 0:
+        return array, 0
+    if policy != "replace":
+        raise ArmsegError(f"{path}: {count} voxel(s) are NaN or infinite; fix the scan, or give "
+                          f"--nonfinite replace to {stage} with them set to 0")
+    print(f"[armseg {stage}] {path}: replaced {count} NaN or infinite voxel(s) by 0 (--nonfinite replace)")
+    return np.where(bad, 0, array).astype(array.dtype), count

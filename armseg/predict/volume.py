@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm.auto import tqdm
 
-from armseg.errors import ArmsegError
 from armseg.io.geometry import to_slices
-from armseg.io.images import read_image, write_like
+from armseg.io.images import finite_voxels, read_image, write_like
 from armseg.model.choices import DEFAULT_LARGEST_COMPONENT, DEFAULT_TTA
 
 if TYPE_CHECKING:  # importing Keras starts TensorFlow: only when a model exists to run
@@ -68,25 +67,10 @@ def predict_file(
     taken and how many non-finite voxels were replaced."""
     started = time.perf_counter()
     image = read_image(source)
-    volume, replaced = finite_volume(np.asarray(image.array), source, nonfinite)
+    volume, replaced = finite_voxels(np.asarray(image.array), source, nonfinite, "predict")
     slices = image.array.shape[info.slice_axis]
     with tqdm(total=slices, desc=description or source.name, unit="slice") as bar:
         classes = predict_classes(model, volume, info, batch_size, bar.update,
                                   tta=tta, largest_component=largest_component)
     write_like(out, info.label_map.decode(classes), image)
     return time.perf_counter() - started, replaced
-
-
-def finite_volume(volume: np.ndarray, source: Path, nonfinite: str) -> tuple[np.ndarray, int]:
-    """The volume without NaN or infinite voxels (an error naming the file unless `replace`)."""
-    if np.issubdtype(volume.dtype, np.integer) or volume.dtype == bool:
-        return volume, 0
-    bad = ~np.isfinite(volume)
-    count = int(bad.sum())
-    if count == 0:
-        return volume, 0
-    if nonfinite != "replace":
-        raise ArmsegError(f"{source}: {count} voxel(s) are NaN or infinite; fix the scan, or give "
-                          "--nonfinite replace to predict with them set to 0")
-    print(f"[armseg predict] {source}: replaced {count} NaN or infinite voxel(s) by 0 (--nonfinite replace)")
-    return np.where(bad, 0, volume).astype(volume.dtype), count

@@ -15,6 +15,7 @@ import numpy as np
 
 from armseg.errors import ArmsegError
 from armseg.io.geometry import padded_size, to_slices
+from armseg.io.images import finite_voxels
 from armseg.io.labels import LabelMap
 from armseg.io.pairs import scan_pair
 from armseg.io.tree import Scan, find_group, group_scans, list_groups, trial_folders
@@ -80,7 +81,7 @@ def load_group(config: TrainConfig, pad_multiple: int, progress: bool = True) ->
     replaced = 0
     for number, scan in enumerate(scans, 1):
         images, classes, labelled[scan.trial] = _read_slices(scan, labels, config.slice_axis)
-        images, count = finite_voxels(images, scan.volume, config.nonfinite)
+        images, count = finite_voxels(images, scan.volume, config.nonfinite, "train")
         replaced += count
         volumes[scan.trial] = images, classes
         if progress:
@@ -99,26 +100,6 @@ def load_group(config: TrainConfig, pad_multiple: int, progress: bool = True) ->
     sets = {name: _stack(split.parts[name], volumes, height, width) for name in SPLITS}
     return GroupData(folder=folder, split=split, sets=sets, pad_multiple=pad_multiple,
                      nonfinite_replaced=replaced)
-
-
-def finite_voxels(images: np.ndarray, path: Path, policy: str) -> tuple[np.ndarray, int]:
-    """The slices with no NaN or infinite voxel, and how many were replaced by 0.
-
-    One NaN voxel turns its whole slice to NaN after the per-slice normalisation, the loss then
-    goes NaN and the network learns nothing: such a scan is an error naming the file and the
-    count, unless `policy` is `replace`.
-    """
-    if np.issubdtype(images.dtype, np.integer):
-        return images, 0
-    bad = ~np.isfinite(images)
-    count = int(bad.sum())
-    if count == 0:
-        return images, 0
-    if policy != "replace":
-        raise ArmsegError(f"{path}: {count} voxel(s) are NaN or infinite; fix the scan, or give "
-                          "--nonfinite replace to train with them set to 0")
-    print(f"[armseg train] {path}: replaced {count} NaN or infinite voxel(s) by 0 (--nonfinite replace)")
-    return np.where(bad, 0, images).astype(images.dtype), count
 
 
 def _read_slices(scan: Scan, labels: LabelMap, slice_axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
