@@ -173,6 +173,42 @@ def test_random_transforms_move_images_and_labels_together() -> None:
             assert inside > outside
 
 
+def test_stretch_changes_a_muscle_s_proportions_not_its_area() -> None:
+    """`stretch` alone widens and flattens (or narrows and deepens): the area of a labelled block
+    stays, its width-to-depth ratio moves by exp(2 U(-s, s))."""
+    from armseg.train.augmentation import RandomTransforms, augment_batch
+
+    labels = np.zeros((8, 64, 64), dtype=np.uint8)
+    labels[:, 24:40, 20:44] = 1  # 16 deep, 24 wide
+    only_stretch = RandomTransforms(flip_prob=0, zoom=0, stretch=0.3, rotate_deg=0, shift=0, gain=0, gamma=0,
+                                    tgc=0, speckle_prob=0, lowres_prob=0)
+    _, moved = augment_batch(labels * 100, labels, only_stretch, seed=3)
+    ratios = []
+    for block in np.asarray(moved):
+        rows, cols = np.nonzero(block)
+        depth, width = np.ptp(rows) + 1, np.ptp(cols) + 1
+        assert abs(block.sum() / (16 * 24) - 1) < 0.12
+        ratios.append(width / depth / 1.5)
+    assert max(ratios) / min(ratios) > 1.15 and all(np.exp(-0.7) < r < np.exp(0.7) for r in ratios)
+
+
+def test_elastic_warp_bends_image_and_labels_alike_and_keeps_class_ids() -> None:
+    from armseg.train.augmentation import RandomTransforms, augment_batch
+
+    labels = np.zeros((6, 64, 96), dtype=np.uint8)
+    labels[:, 20:44, 20:70] = 2
+    labels[:, 50:60, 40:50] = 1
+    only_elastic = RandomTransforms(flip_prob=0, zoom=0, stretch=0, elastic=0.05, rotate_deg=0, shift=0,
+                                    gain=0, gamma=0, tgc=0, speckle_prob=0, lowres_prob=0)
+    images, moved = augment_batch(labels * 100, labels, only_elastic, seed=1)
+    images, moved = np.asarray(images)[..., 0], np.asarray(moved)
+    assert set(np.unique(moved)) == {0, 1, 2}
+    assert all(not np.array_equal(block, labels[0]) for block in moved)  # every slice bent
+    assert np.std([(block == 2).sum() for block in moved]) > 0  # by its own field
+    # the image went where its labels went: off only along the edges, where bilinear meets nearest
+    assert np.abs(images - moved * 100.0).mean() < 3.0
+
+
 def test_trainer_transforms_in_the_step_and_scores_against_the_moved_labels() -> None:
     import keras
 

@@ -4,8 +4,11 @@ These are the training-time transforms (MONAI's `Rand*` kind), not the `armseg a
 which writes augmented copies to disk. Their ranges are named parameters of `train`
 (`rand_*`), logged with every run and searchable by `tune`:
 
-- geometry: lateral flip (left/right arm), zoom (depth setting), tilt, shift; labels follow
-  with nearest-neighbour sampling. Vertical flips are left out: the probe is always on top.
+- geometry: lateral flip (left/right arm), zoom (depth setting), stretch (one axis against the
+  other: a flatter or rounder muscle, as subjects differ), tilt, shift, and a smooth elastic
+  warp (layers thicker here and thinner there: another subject's fat, muscle and bone
+  proportions); labels follow with nearest-neighbour sampling. Vertical flips are left out: the
+  probe is always on top.
 - intensity: gain, gamma (the log-compression curve), a depth ramp (time-gain compensation);
 - texture: multiplicative speckle-like noise and, for some batches, a lower resolution
   (a blurrier probe).
@@ -28,6 +31,8 @@ class RandomTransforms:
 
     flip_prob: float = 0.5  # chance of a lateral flip
     zoom: float = 0.1  # zoom factor exp(U(-zoom, zoom)), about +-10 %
+    stretch: float = 0.0  # aspect factor exp(U(-s, s)): lateral x it, depth / it
+    elastic: float = 0.0  # smooth warp: control-point shifts N(0, e), fraction of the slice size
     rotate_deg: float = 6.0  # in-plane tilt, degrees, U(-r, r)
     shift: float = 0.06  # translation, fraction of the slice size, U(-s, s)
     gain: float = 0.3  # intensity factor exp(U(-g, g))
@@ -92,12 +97,14 @@ def transform_pair(images, labels, ranges: RandomTransforms, seed):
                                         fill_value=0.0)
     labels = ops.image.affine_transform(labels, matrix, interpolation="nearest", fill_mode="constant",
                                         fill_value=0.0)
+    if ranges.elastic > 0:
+        images, labels = _elastic_warp(images, labels, ranges.elastic, seed)
     return _jitter_intensity(images, batch, height, width, ranges, seed), labels
 
 
 def _random_transforms(batch, height, width, ranges: RandomTransforms, seed):
     """Per-slice output->input maps in `keras.ops.image.affine_transform`'s 8-number form
-    (flip, zoom, tilt, shift)."""
+    (flip, zoom, stretch, tilt, shift)."""
     import keras
     from keras import ops
 
@@ -107,19 +114,58 @@ def _random_transforms(batch, height, width, ranges: RandomTransforms, seed):
     height, width = ops.cast(height, "float32"), ops.cast(width, "float32")
     flip = ops.where(keras.random.uniform((batch,), seed=seed) < ranges.flip_prob, -1.0, 1.0)
     zoom = ops.exp(uniform(ranges.zoom))
+    stretch = ops.exp(uniform(ranges.stretch))
+    zoom_x, zoom_y = zoom * stretch, zoom / stretch
     angle = uniform(ranges.rotate_deg) * (math.pi / 180.0)
     shift_x = uniform(ranges.shift) * width
     shift_y = uniform(ranges.shift) * height
-    # input = centre + R(angle) @ diag(flip, 1) @ (output - centre - shift) / zoom
-    cos, sin = ops.cos(angle) / zoom, ops.sin(angle) / zoom
-    a0, a1 = cos * flip, -sin
-    b0, b1 = sin * flip, cos
+    # input = centre + R(angle) @ diag(flip / zoom_x, 1 / zoom_y) @ (output - centre - shift)
+    cos, sin = ops.cos(angle), ops.sin(angle)
+    a0, a1 = cos * flip / zoom_x, -sin / zoom_y
+    b0, b1 = sin * flip / zoom_x, cos / zoom_y
     cx, cy = (width - 1.0) / 2.0, (height - 1.0) / 2.0
     ox, oy = -cx - shift_x, -cy - shift_y
     a2 = cx + a0 * ox + a1 * oy
     b2 = cy + b0 * ox + b1 * oy
     zeros = ops.zeros_like(a0)
     return ops.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+
+
+# The warp's control points: a coarse grid, so the field bends whole layers rather than pixels.
+ELASTIC_GRID = 4
+
+
+def _elastic_warp(images, labels, magnitude: float, seed):
+    """A smooth random displacement (a bicubic field through ELASTIC_GRID² control points), the same
+    for the image (bilinear) and its labels (nearest).
+
+    Sampled with gathers along each slice's flattened pixels: `keras.ops.image.map_coordinates`
+    needs the batch size when the step is traced, which Keras leaves open.
+    """
+    import keras
+    from keras import ops
+
+    shape = ops.shape(images)
+    batch, height, width = shape[0], shape[1], shape[2]
+    coarse = keras.random.normal((batch, ELASTIC_GRID, ELASTIC_GRID, 2), stddev=magnitude, seed=seed)
+    field = ops.image.resize(coarse, (height, width), interpolation="bicubic")
+    high_row, high_col = ops.cast(height - 1, "float32"), ops.cast(width - 1, "float32")
+    rows = ops.clip(ops.reshape(ops.arange(height, dtype="float32"), (1, -1, 1)) + field[..., 0] * high_row,
+                    0.0, high_row)
+    cols = ops.clip(ops.reshape(ops.arange(width, dtype="float32"), (1, 1, -1)) + field[..., 1] * high_col,
+                    0.0, high_col)
+
+    def gather(source, at_rows, at_cols):
+        flat = ops.reshape(source, (batch, -1))
+        index = ops.cast(at_rows, "int32") * width + ops.cast(at_cols, "int32")
+        return ops.reshape(ops.take_along_axis(flat, ops.reshape(index, (batch, -1)), axis=1), shape)
+
+    row0, col0 = ops.floor(rows), ops.floor(cols)
+    row1, col1 = ops.minimum(row0 + 1.0, high_row), ops.minimum(col0 + 1.0, high_col)
+    dr, dc = (rows - row0)[..., None], (cols - col0)[..., None]
+    warped = ((1 - dr) * ((1 - dc) * gather(images, row0, col0) + dc * gather(images, row0, col1))
+              + dr * ((1 - dc) * gather(images, row1, col0) + dc * gather(images, row1, col1)))
+    return warped, gather(labels, ops.round(rows), ops.round(cols))
 
 
 def _jitter_intensity(images, batch, height, width, ranges: RandomTransforms, seed):

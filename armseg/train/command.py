@@ -53,6 +53,8 @@ HELP = {
                          "training batch, drawn on the fly (true/false; not the `armseg augment` copies)",
     "rand_flip_prob": "chance of a lateral flip",
     "rand_zoom": "zoom factor exp(U(-z, z))",
+    "rand_stretch": "aspect factor exp(U(-s, s)): lateral scaled by it, depth by its inverse",
+    "rand_elastic": "smooth elastic warp: control-point shifts N(0, e) as a fraction of the slice size",
     "rand_rotate_deg": "in-plane tilt in degrees, U(-r, r)",
     "rand_shift": "shift as a fraction of the slice size, U(-s, s)",
     "rand_gain": "intensity gain exp(U(-g, g))",

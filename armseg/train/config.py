@@ -73,6 +73,8 @@ class TrainConfig:
     random_transforms: bool = True
     rand_flip_prob: float = _RANGES.flip_prob
     rand_zoom: float = _RANGES.zoom
+    rand_stretch: float = _RANGES.stretch
+    rand_elastic: float = _RANGES.elastic
     rand_rotate_deg: float = _RANGES.rotate_deg
     rand_shift: float = _RANGES.shift
     rand_gain: float = _RANGES.gain
