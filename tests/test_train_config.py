@@ -155,3 +155,23 @@ def test_a_run_logged_before_percents_had_to_add_to_100_still_loads_with_the_sam
                                "test_percent": "0.0"})
     assert config.train_percent + config.val_percent == pytest.approx(100)
     assert config.train_percent / config.val_percent == pytest.approx(70 / 15) and config.test_percent == 0
+
+
+def test_early_stopping_watches_from_half_the_epochs_on() -> None:
+    """Validation swings while the learning rate is high: an early dip must not end the run."""
+    import keras
+
+    from armseg.train.callbacks import ResumableEarlyStopping, TrainingState
+
+    stopper = ResumableEarlyStopping(patience=2, state=TrainingState(), start=6)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.stop_training = False  # what fit sets before the first epoch
+    stopper.set_model(model)
+    stopper.on_train_begin()
+    swings = [0.2, 0.6, 0.3, 0.2, 0.1, 0.1, 0.7, 0.8, 0.8, 0.8]
+    stopped_at = None
+    for epoch, value in enumerate(swings):
+        stopper.on_epoch_end(epoch, {"val_mean_iou": value})
+        if stopper.model.stop_training and stopped_at is None:
+            stopped_at = epoch
+    assert stopped_at == 9  # best 0.8 at epoch 7, two epochs without better; never during the first 6

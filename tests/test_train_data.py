@@ -209,6 +209,27 @@ def test_elastic_warp_bends_image_and_labels_alike_and_keeps_class_ids() -> None
     assert np.abs(images - moved * 100.0).mean() < 3.0
 
 
+def test_display_offset_shifts_a_slice_by_one_level_clips_and_leaves_padding_black() -> None:
+    from armseg.train.augmentation import RandomTransforms, augment_batch
+
+    images = np.tile(np.linspace(1, 200, 64, dtype=np.float32), (6, 48, 1))
+    images[:, :, 56:] = 0  # padding beyond the scan
+    images[:, :, 55] = 200  # the slice's peak, to which the level is relative
+    only_offset = RandomTransforms(flip_prob=0, zoom=0, stretch=0, elastic=0, rotate_deg=0, shift=0, gain=0,
+                                   offset=0.4, gamma=0, tgc=0, speckle_prob=0, lowres_prob=0)
+    moved, _ = augment_batch(images, np.zeros(images.shape, np.uint8), only_offset, seed=2)
+    moved = np.asarray(moved)[..., 0]
+    assert np.all(moved[:, :, 56:] == 0)
+    shifts = []
+    for before, after in zip(images[:, 0, :55], moved[:, 0, :55], strict=True):
+        inside = (after > 0) & (after < 200)
+        shift = after[inside] - before[inside]
+        assert np.ptp(shift) < 1e-3 and abs(shift[0]) <= 0.4 * 200  # one level for the slice
+        assert np.all(after >= 0) and np.all(after <= 200)  # clipped to black and white
+        shifts.append(shift[0])
+    assert np.ptp(shifts) > 10  # drawn per slice
+
+
 def test_trainer_transforms_in_the_step_and_scores_against_the_moved_labels() -> None:
     import keras
 

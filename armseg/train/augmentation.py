@@ -9,7 +9,9 @@ which writes augmented copies to disk. Their ranges are named parameters of `tra
   warp (layers thicker here and thinner there: another subject's fat, muscle and bone
   proportions); labels follow with nearest-neighbour sampling. Vertical flips are left out: the
   probe is always on top.
-- intensity: gain, gamma (the log-compression curve), a depth ramp (time-gain compensation);
+- intensity: gain, a display offset (the scanner's gain knob on a log-compressed image: a level
+  added to every pixel, the darkest crushed to black), gamma (the log-compression curve), a
+  depth ramp (time-gain compensation);
 - texture: multiplicative speckle-like noise and, for some batches, a lower resolution
   (a blurrier probe).
 
@@ -36,6 +38,7 @@ class RandomTransforms:
     rotate_deg: float = 6.0  # in-plane tilt, degrees, U(-r, r)
     shift: float = 0.06  # translation, fraction of the slice size, U(-s, s)
     gain: float = 0.3  # intensity factor exp(U(-g, g))
+    offset: float = 0.0  # level U(-o, o) x the slice's peak added, clipped to [0, peak]
     gamma: float = 0.3  # exponent exp(U(-g, g)) on intensities scaled to [0, 1]
     tgc: float = 0.6  # depth ramp: factor exp(U(-t, t) x depth), depth in [-0.5, 0.5]
     speckle_prob: float = 0.5  # chance a slice gets multiplicative noise
@@ -169,7 +172,7 @@ def _elastic_warp(images, labels, magnitude: float, seed):
 
 
 def _jitter_intensity(images, batch, height, width, ranges: RandomTransforms, seed):
-    """Gain, gamma, depth ramp and speckle on the slice's own scale (any bit depth)."""
+    """Offset, gamma, depth ramp, gain and speckle on the slice's own scale (any bit depth)."""
     import keras
     from keras import ops
 
@@ -179,6 +182,9 @@ def _jitter_intensity(images, batch, height, width, ranges: RandomTransforms, se
     def per_slice(low: float, high: float):
         return keras.random.uniform((batch, 1, 1, 1), low, high, seed=seed)
 
+    if ranges.offset > 0:  # padding (exactly 0) stays black, as it is when predicting
+        level = ops.clip(unit + per_slice(-ranges.offset, ranges.offset), 0.0, 1.0)
+        unit = ops.where(unit > 0, level, 0.0)
     unit = ops.power(unit, ops.exp(per_slice(-ranges.gamma, ranges.gamma)))
     depth = ops.reshape(ops.linspace(-0.5, 0.5, height), (1, -1, 1, 1))
     unit = unit * (ops.exp(per_slice(-ranges.tgc, ranges.tgc) * depth)

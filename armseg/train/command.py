@@ -48,7 +48,8 @@ HELP = {
     "normalization": "slice (per-slice z-score, inside the model) or mean (x/255 - mean/255)",
     "batch_norm": "batch normalisation after every convolution (true/false; false trains faster, "
                   "with a bias per convolution instead)",
-    "patience": "epochs without a better val_mean_iou before stopping (0 = never stop early)",
+    "patience": "epochs without a better val_mean_iou before stopping, counted from half the epochs on "
+                "(0 = never stop early)",
     "random_transforms": "random flips, zoom, tilt, gain, gamma, TGC ramp, speckle and blur of each "
                          "training batch, drawn on the fly (true/false; not the `armseg augment` copies)",
     "rand_flip_prob": "chance of a lateral flip",
@@ -58,6 +59,7 @@ HELP = {
     "rand_rotate_deg": "in-plane tilt in degrees, U(-r, r)",
     "rand_shift": "shift as a fraction of the slice size, U(-s, s)",
     "rand_gain": "intensity gain exp(U(-g, g))",
+    "rand_offset": "display offset: U(-o, o) x the slice's peak added, clipped to black and white",
     "rand_gamma": "gamma exponent exp(U(-g, g))",
     "rand_tgc": "depth (time-gain) ramp slope, U(-t, t)",
     "rand_speckle_prob": "chance of multiplicative speckle noise on a slice",

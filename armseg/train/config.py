@@ -78,6 +78,7 @@ class TrainConfig:
     rand_rotate_deg: float = _RANGES.rotate_deg
     rand_shift: float = _RANGES.shift
     rand_gain: float = _RANGES.gain
+    rand_offset: float = _RANGES.offset
     rand_gamma: float = _RANGES.gamma
     rand_tgc: float = _RANGES.tgc
     rand_speckle_prob: float = _RANGES.speckle_prob

@@ -320,7 +320,7 @@ def _callbacks(config: TrainConfig, folder: Path, state: TrainingState,
         callbacks += [budget, cosine_by_time(budget, config.learning_rate)]
     callbacks.append(best_checkpoint(folder, state))
     if config.patience > 0:
-        callbacks.append(ResumableEarlyStopping(config.patience, state))
+        callbacks.append(ResumableEarlyStopping(config.patience, state, start=config.epochs // 2))
     if config.ckpt_n_epochs:
         callbacks.append(EpochWeights(folder, config.ckpt_n_epochs))
     # The checkpoint (which carries the epoch's metrics) first, then the metrics: see EpochMetrics.
