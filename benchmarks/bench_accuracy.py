@@ -132,15 +132,16 @@ def armseg_side(root: Path, subjects: list[str], seed: int, env: dict[str, str],
     """Train (or take the train run of an earlier row, for predict-time variants), predict, score."""
     base = ["--data-root", str(root), "--experiment", experiment]
     if reused:
-        run_id, seconds = reused["run_id"], reused["train_seconds"]
+        run_id, seconds, fit = reused["run_id"], reused["train_seconds"], reused.get("fit_seconds", 0.0)
     else:
         command = ["train", "--group", GROUP, "--seed", str(seed), *base, *train_args]
         output, seconds = run(armseg_command() + command, env, logs / "train.log")
         run_id = re.findall(r"\(run ([0-9a-f]{32})\)", output)[-1]
+        fit = sum(float(value) for value in re.findall(r"epoch_seconds: ([0-9.]+)", output))
     run(armseg_command() + ["predict", "--model", run_id, "--subjects", *subjects, "--overwrite", *base,
                             *predict_args], env, logs / "predict.log")
     run(armseg_command() + ["evaluate", "--subjects", *subjects, *base], env, logs / "evaluate.log")
-    return {"seed": seed, "train_seconds": seconds, "run_id": run_id,
+    return {"seed": seed, "train_seconds": seconds, "fit_seconds": fit, "run_id": run_id,
             "scores": score(armseg_predictions(root, run_id), held_out(root))}
 
 
@@ -156,12 +157,14 @@ def plain_side(root: Path, subjects: list[str], seed: int, env: dict[str, str], 
         "train_seconds"]
     predictions = {key: out / truth.relative_to(root).parent / f"{truth.name.split('_seg')[0]}_pred_seg.nii"
                    for key, truth in held_out(root).items()}
-    return {"train_seconds": seconds, "scores": score(predictions, held_out(root))}
+    return {"train_seconds": seconds, "fit_seconds": seconds, "scores": score(predictions, held_out(root))}
 
 
-def summary(result: dict) -> tuple[float, float, float]:
+def summary(result: dict) -> tuple[float, float, float, float]:
+    """(mean IoU, worst scan, whole train command seconds, fit seconds) of one trained model."""
     values = list(result["scores"].values())
-    return float(np.mean(values)), float(np.min(values)), result["train_seconds"]
+    fit = result.get("fit_seconds", 0.0)
+    return float(np.mean(values)), float(np.min(values)), result["train_seconds"], fit
 
 
 def main() -> None:
@@ -192,29 +195,32 @@ def main() -> None:
         extra = shlex.split(args.train_args), shlex.split(args.predict_args)
         results[args.name].append(armseg_side(root, subjects, seed, env, experiment, *extra, logs,
                                               earlier.get(seed)))
-        mean, worst, seconds = summary(results[args.name][-1])
+        mean, worst, seconds, fit = summary(results[args.name][-1])
         print(f"seed {seed} armseg {args.name}: mean IoU {mean:.4f}, worst {worst:.4f}, "
-              f"train {seconds:.0f} s", flush=True)
+              f"train {seconds:.0f} s (fit {fit:.0f} s)", flush=True)
         if not args.skip_plain:
             out = args.cache / "plain" / f"seed{seed}"
             results["plain"].append(plain_side(root, subjects, seed, env, logs, out))
-            mean, worst, seconds = summary(results["plain"][-1])
+            mean, worst, seconds, _ = summary(results["plain"][-1])
             print(f"seed {seed} plain script: mean IoU {mean:.4f}, worst {worst:.4f}, train {seconds:.0f} s",
                   flush=True)
     print(f"\n{args.source} phantom, {len(held_out(root))} held-out scans, seeds {args.seeds} "
-          f"(train seconds: armseg = whole `armseg train` command, plain = its fit)")
-    print(f"{'':<22}{'mean IoU':>10}{'min mean':>10}{'max mean':>10}{'worst scan':>12}{'train s':>9}")
+          f"(train s: armseg = the whole `armseg train` command, plain = its fit; fit s: Keras's fit alone)")
+    print(f"{'':<22}{'mean IoU':>10}{'min mean':>10}{'max mean':>10}{'worst scan':>12}{'train s':>9}"
+          f"{'fit s':>7}")
     rows = {name: [summary(r) for r in runs] for name, runs in results.items() if runs}
     for name, values in rows.items():
         means = [v[0] for v in values]
         print(f"{name:<22}{statistics.mean(means):>10.4f}{min(means):>10.4f}{max(means):>10.4f}"
-              f"{min(v[1] for v in values):>12.4f}{statistics.mean(v[2] for v in values):>9.0f}")
+              f"{min(v[1] for v in values):>12.4f}{statistics.mean(v[2] for v in values):>9.0f}"
+              f"{statistics.mean(v[3] for v in values):>7.0f}")
     if "plain" in rows and len(rows) == 2:
         ours, plain = rows[args.name], rows["plain"]
         def ratio(column: int) -> float:
             return statistics.mean(v[column] for v in ours) / statistics.mean(v[column] for v in plain)
         print(f"ratio armseg/plain: mean IoU {ratio(0):.3f}, worst scan "
-              f"{min(v[1] for v in ours) / min(v[1] for v in plain):.3f}, train time {ratio(2):.2f}")
+              f"{min(v[1] for v in ours) / min(v[1] for v in plain):.3f}, train time {ratio(2):.2f}, "
+              f"fit time {ratio(3):.2f}")
     record = args.cache / f"results-{args.source}-{args.name}.json"
     record.write_text(json.dumps(results, indent=2))
     print(f"per-scan scores: {record}")

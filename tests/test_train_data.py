@@ -180,8 +180,8 @@ def test_stretch_changes_a_muscle_s_proportions_not_its_area() -> None:
 
     labels = np.zeros((8, 64, 64), dtype=np.uint8)
     labels[:, 24:40, 20:44] = 1  # 16 deep, 24 wide
-    only_stretch = RandomTransforms(flip_prob=0, zoom=0, stretch=0.3, rotate_deg=0, shift=0, gain=0, gamma=0,
-                                    tgc=0, speckle_prob=0, lowres_prob=0)
+    only_stretch = RandomTransforms(flip_prob=0, zoom=0, stretch=0.3, elastic=0, rotate_deg=0, shift=0,
+                                    gain=0, offset=0, gamma=0, tgc=0, speckle_prob=0, lowres_prob=0)
     _, moved = augment_batch(labels * 100, labels, only_stretch, seed=3)
     ratios = []
     for block in np.asarray(moved):
@@ -199,7 +199,7 @@ def test_elastic_warp_bends_image_and_labels_alike_and_keeps_class_ids() -> None
     labels[:, 20:44, 20:70] = 2
     labels[:, 50:60, 40:50] = 1
     only_elastic = RandomTransforms(flip_prob=0, zoom=0, stretch=0, elastic=0.05, rotate_deg=0, shift=0,
-                                    gain=0, gamma=0, tgc=0, speckle_prob=0, lowres_prob=0)
+                                    gain=0, offset=0, gamma=0, tgc=0, speckle_prob=0, lowres_prob=0)
     images, moved = augment_batch(labels * 100, labels, only_elastic, seed=1)
     images, moved = np.asarray(images)[..., 0], np.asarray(moved)
     assert set(np.unique(moved)) == {0, 1, 2}

@@ -32,14 +32,14 @@ class RandomTransforms:
     """The ranges each transform draws from; a range of 0 (or probability 0) turns it off."""
 
     flip_prob: float = 0.5  # chance of a lateral flip
-    zoom: float = 0.1  # zoom factor exp(U(-zoom, zoom)), about +-10 %
-    stretch: float = 0.0  # aspect factor exp(U(-s, s)): lateral x it, depth / it
-    elastic: float = 0.0  # smooth warp: control-point shifts N(0, e), fraction of the slice size
+    zoom: float = 0.3  # zoom factor exp(U(-zoom, zoom)), about -26 % to +35 %
+    stretch: float = 0.3  # aspect factor exp(U(-s, s)): lateral x it, depth / it
+    elastic: float = 0.04  # smooth warp: control-point shifts N(0, e), fraction of the slice size
     rotate_deg: float = 6.0  # in-plane tilt, degrees, U(-r, r)
     shift: float = 0.06  # translation, fraction of the slice size, U(-s, s)
-    gain: float = 0.3  # intensity factor exp(U(-g, g))
-    offset: float = 0.0  # level U(-o, o) x the slice's peak added, clipped to [0, peak]
-    gamma: float = 0.3  # exponent exp(U(-g, g)) on intensities scaled to [0, 1]
+    gain: float = 0.5  # intensity factor exp(U(-g, g))
+    offset: float = 0.15  # level U(-o, o) x the slice's peak added, clipped to [0, peak]
+    gamma: float = 0.5  # exponent exp(U(-g, g)) on intensities scaled to [0, 1]
     tgc: float = 0.6  # depth ramp: factor exp(U(-t, t) x depth), depth in [-0.5, 0.5]
     speckle_prob: float = 0.5  # chance a slice gets multiplicative noise
     speckle: float = 0.25  # its standard deviation, U(0, speckle)
