@@ -45,7 +45,7 @@ class TrainConfig:
     group: str
     data_root: str = "data"
     training_data_dir: str | None = None
-    epochs: int = 16
+    epochs: int = 18
     time_budget: float | None = None
     batch_size: int = 8
     train_percent: float = 85.0
