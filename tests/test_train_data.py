@@ -230,6 +230,27 @@ def test_display_offset_shifts_a_slice_by_one_level_clips_and_leaves_padding_bla
     assert np.ptp(shifts) > 10  # drawn per slice
 
 
+def test_random_crop_takes_one_window_of_image_and_labels_sized_for_the_unet() -> None:
+    from armseg.train.augmentation import RandomTransforms, random_crop
+
+    rows, cols = np.meshgrid(np.arange(48), np.arange(64), indexing="ij")
+    images = np.broadcast_to((rows * 64 + cols).astype(np.float32)[None, ..., None], (3, 48, 64, 1))
+    labels = (images % 3).astype(np.float32)
+    windows = set()
+    for seed in range(6):
+        cropped, cropped_labels = (np.asarray(a) for a in random_crop(images, labels, 0.6, 8, seed))
+        assert cropped.shape == cropped_labels.shape == (3, 24, 32, 1)  # 28.8, 38.4 -> multiples of 8
+        top, left = divmod(int(cropped[0, 0, 0, 0]), 64)
+        np.testing.assert_array_equal(cropped, images[:, top:top + 24, left:left + 32])
+        np.testing.assert_array_equal(cropped_labels, labels[:, top:top + 24, left:left + 32])
+        windows.add((top, left))
+    assert len(windows) > 1
+    whole, _ = random_crop(images, labels, 1.0, 8, 0)
+    assert np.asarray(whole).shape == images.shape
+    with pytest.raises(ArmsegError, match="--rand-crop"):
+        RandomTransforms(crop=0.05).check()
+
+
 def test_trainer_transforms_in_the_step_and_scores_against_the_moved_labels() -> None:
     import keras
 

@@ -13,7 +13,10 @@ which writes augmented copies to disk. Their ranges are named parameters of `tra
   added to every pixel, the darkest crushed to black), gamma (the log-compression curve), a
   depth ramp (time-gain compensation);
 - texture: multiplicative speckle-like noise and, for some batches, a lower resolution
-  (a blurrier probe).
+  (a blurrier probe);
+- a random crop of each batch (`crop`, the fraction of each side kept): nnU-Net's patches. A
+  step costs what its pixels cost, so the same minutes buy more steps; the network, fully
+  convolutional, still predicts whole slices.
 
 They are written with `keras.ops` and `keras.random` only, so they run on whichever backend
 `KERAS_BACKEND` names and on the device that trains: `armseg.train.trainer` applies them inside
@@ -44,6 +47,7 @@ class RandomTransforms:
     speckle_prob: float = 0.5  # chance a slice gets multiplicative noise
     speckle: float = 0.25  # its standard deviation, U(0, speckle)
     lowres_prob: float = 0.25  # chance a batch is down- and up-sampled (a factor of LOWRES_FACTORS)
+    crop: float = 0.75  # fraction of each side a batch is cropped to (1 = whole slices)
 
     PREFIX = "rand_"
 
@@ -68,6 +72,8 @@ class RandomTransforms:
                 raise ArmsegError(f"{flag}: {value} must be a finite number >= 0")
             if item.name.endswith("prob") and value > 1:
                 raise ArmsegError(f"{flag}: {value} is a probability, at most 1")
+        if not 0.1 <= self.crop <= 1:
+            raise ArmsegError(f"--rand-crop: {self.crop} is the fraction of each side kept, from 0.1 to 1")
         if self.rotate_deg > 180:
             raise ArmsegError(f"--rand-rotate-deg: {self.rotate_deg} is more than half a turn")
 
@@ -132,6 +138,28 @@ def _random_transforms(batch, height, width, ranges: RandomTransforms, seed):
     b2 = cy + b0 * ox + b1 * oy
     zeros = ops.zeros_like(a0)
     return ops.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+
+
+def random_crop(images, labels, fraction: float, multiple: int, seed):
+    """One random window of the batch, each side `fraction` of the slice rounded down to `multiple`
+    (the U-Net's pad multiple, so every level still halves evenly); whole slices when the slice
+    size is not known as the step is traced, or when the window would be the whole slice."""
+    import keras
+    from keras import ops
+
+    height, width = images.shape[1], images.shape[2]
+    if fraction >= 1 or height is None or width is None:
+        return images, labels
+    rows = max(multiple, int(height * fraction) // multiple * multiple)
+    cols = max(multiple, int(width * fraction) // multiple * multiple)
+    if rows >= height and cols >= width:
+        return images, labels
+    rows, cols = min(rows, height), min(cols, width)
+    top = keras.random.randint((), 0, height - rows + 1, seed=seed)
+    left = keras.random.randint((), 0, width - cols + 1, seed=seed)
+    batch = ops.shape(images)[0]
+    return (ops.slice(images, (0, top, left, 0), (batch, rows, cols, images.shape[3])),
+            ops.slice(labels, (0, top, left, 0), (batch, rows, cols, labels.shape[3])))
 
 
 # The warp's control points: a coarse grid, so the field bends whole layers rather than pixels.

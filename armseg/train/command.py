@@ -65,6 +65,7 @@ HELP = {
     "rand_speckle_prob": "chance of multiplicative speckle noise on a slice",
     "rand_speckle": "that noise's largest standard deviation",
     "rand_lowres_prob": "chance a batch is blurred (down- and up-sampled)",
+    "rand_crop": "fraction of each side a training batch is cropped to, at random (1 = whole slices)",
     "nonfinite": "NaN or infinite voxels in a training scan: error (refuse the scan, naming it and the "
                  "count) "
                  "or replace (by 0, the count logged as nonfinite_voxels_replaced)",

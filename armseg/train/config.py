@@ -45,7 +45,7 @@ class TrainConfig:
     group: str
     data_root: str = "data"
     training_data_dir: str | None = None
-    epochs: int = 18
+    epochs: int = 32
     time_budget: float | None = None
     batch_size: int = 8
     train_percent: float = 85.0
@@ -84,6 +84,7 @@ class TrainConfig:
     rand_speckle_prob: float = _RANGES.speckle_prob
     rand_speckle: float = _RANGES.speckle
     rand_lowres_prob: float = _RANGES.lowres_prob
+    rand_crop: float = _RANGES.crop
     models_dir: str | None = None
     max_to_keep: int | None = None
     ckpt_n_hours: float | None = None

@@ -257,7 +257,7 @@ def compiled_trainer(config: TrainConfig, policy: str, steps_per_epoch: int) -> 
     """A fresh U-Net in its trainer (random transforms in the step), compiled as `train` compiles it."""
     with dtype_policy(policy):
         unet = _build(config)
-    model = training_model(unet, config.transforms, config.seed)
+    model = training_model(unet, config.transforms, config.seed, pad_multiple(config.depth))
     labels = config.label_mapping
     foreground = list(range(1, labels.num_classes))
     metrics = [keras.metrics.IoU(labels.num_classes, [index], sparse_y_pred=False, name=f"iou_{name}")

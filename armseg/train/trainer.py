@@ -18,7 +18,7 @@ from dataclasses import asdict
 import keras
 from keras import ops
 
-from armseg.train.augmentation import RandomTransforms, transform_pair
+from armseg.train.augmentation import RandomTransforms, random_crop, transform_pair
 
 # Keras's IoU asks JAX for an int64 confusion matrix; JAX (32-bit by default) counts in int32,
 # which holds any batch's pixel counts. The warning says nothing a user can act on.
@@ -30,20 +30,23 @@ class ScanTransforms(keras.layers.Layer):
     """The random transforms as a layer: its own seed generator, so draws advance with each step
     on every backend (JAX threads the seed state through the step like any other variable)."""
 
-    def __init__(self, ranges: dict | None = None, seed: int = 0, **kwargs):
+    def __init__(self, ranges: dict | None = None, seed: int = 0, multiple: int = 1, **kwargs):
         super().__init__(**{"dtype": "float32", **kwargs})
         self.ranges = RandomTransforms(**(ranges or {}))
         self.seed = int(seed)
+        self.multiple = int(multiple)  # the U-Net's pad multiple: crops keep it
         self.generator = keras.random.SeedGenerator(self.seed)
 
     def build(self, images_shape=None, labels_shape=None):
         self.built = True  # the seed generator, its only state, exists from __init__
 
     def call(self, images, labels):
-        return transform_pair(images, labels, self.ranges, self.generator)
+        images, labels = transform_pair(images, labels, self.ranges, self.generator)
+        return random_crop(images, labels, self.ranges.crop, self.multiple, self.generator)
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "ranges": asdict(self.ranges), "seed": self.seed}
+        return {**super().get_config(), "ranges": asdict(self.ranges), "seed": self.seed,
+                "multiple": self.multiple}
 
 
 @keras.saving.register_keras_serializable(package="armseg")
@@ -98,9 +101,10 @@ def split_output(y_pred):
     return y_pred[..., :-1], ops.cast(ops.round(y_pred[..., -1]), "int32")
 
 
-def training_model(unet: keras.Model, transforms: RandomTransforms | None, seed: int) -> SegmentationTrainer:
+def training_model(unet: keras.Model, transforms: RandomTransforms | None, seed: int,
+                   multiple: int = 1) -> SegmentationTrainer:
     """The trainer around `unet`; `transforms` None trains on the slices as they are."""
     if transforms is None:
         return SegmentationTrainer(unet, None, name="trainer")
-    layer = ScanTransforms(asdict(transforms), seed, name="scan_transforms")
+    layer = ScanTransforms(asdict(transforms), seed, multiple, name="scan_transforms")
     return SegmentationTrainer(unet, layer, name="trainer")
