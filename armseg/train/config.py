@@ -69,7 +69,7 @@ class TrainConfig:
     skip_empty: bool = True
     normalization: str = "slice"
     batch_norm: bool = True
-    patience: int = 4
+    patience: int = 0
     random_transforms: bool = True
     rand_flip_prob: float = _RANGES.flip_prob
     rand_zoom: float = _RANGES.zoom
