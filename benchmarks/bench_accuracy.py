@@ -167,6 +167,11 @@ def summary(result: dict) -> tuple[float, float, float, float]:
     return float(np.mean(values)), float(np.min(values)), result["train_seconds"], fit
 
 
+def divided(ours: float, plain: float) -> str:
+    """A ratio to print; a plain script that scored 0 (it collapsed to background) has none."""
+    return f"{ours / plain:.3f}" if plain else "n/a (plain 0)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", choices=("independent", "synth"), default="independent")
@@ -216,11 +221,12 @@ def main() -> None:
               f"{statistics.mean(v[3] for v in values):>7.0f}")
     if "plain" in rows and len(rows) == 2:
         ours, plain = rows[args.name], rows["plain"]
-        def ratio(column: int) -> float:
-            return statistics.mean(v[column] for v in ours) / statistics.mean(v[column] for v in plain)
-        print(f"ratio armseg/plain: mean IoU {ratio(0):.3f}, worst scan "
-              f"{min(v[1] for v in ours) / min(v[1] for v in plain):.3f}, train time {ratio(2):.2f}, "
-              f"fit time {ratio(3):.2f}")
+        def ratio(column: int) -> str:
+            return divided(statistics.mean(v[column] for v in ours),
+                           statistics.mean(v[column] for v in plain))
+        worst = divided(min(v[1] for v in ours), min(v[1] for v in plain))
+        print(f"ratio armseg/plain: mean IoU {ratio(0)}, worst scan {worst}, train time {ratio(2)}, "
+              f"fit time {ratio(3)}")
     record = args.cache / f"results-{args.source}-{args.name}.json"
     record.write_text(json.dumps(results, indent=2))
     print(f"per-scan scores: {record}")
