@@ -138,11 +138,23 @@ def armseg_side(root: Path, subjects: list[str], seed: int, env: dict[str, str],
         output, seconds = run(armseg_command() + command, env, logs / "train.log")
         run_id = re.findall(r"\(run ([0-9a-f]{32})\)", output)[-1]
         fit = sum(float(value) for value in re.findall(r"epoch_seconds: ([0-9.]+)", output))
+        label_row(env["MLFLOW_TRACKING_URI"], run_id, env["ARMSEG_BENCH_VARIANT"], experiment, seed)
     run(armseg_command() + ["predict", "--model", run_id, "--subjects", *subjects, "--overwrite", *base,
                             *predict_args], env, logs / "predict.log")
     run(armseg_command() + ["evaluate", "--subjects", *subjects, *base], env, logs / "evaluate.log")
     return {"seed": seed, "train_seconds": seconds, "fit_seconds": fit, "run_id": run_id,
             "scores": score(armseg_predictions(root, run_id), held_out(root))}
+
+
+def label_row(tracking_uri: str, run_id: str, row: str, experiment: str, seed: int) -> None:
+    """Tag the train run with its ablation row and seed, so the MLflow UI and `search_runs` group the
+    rows (`tags."bench.row" = 'defaults'`); its parameters say what the row changed."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    client.set_tag(run_id, "bench.row", row)
+    client.set_tag(run_id, "bench.seed", str(seed))
+    client.set_tag(run_id, "bench.source", experiment.removeprefix("accuracy-"))
 
 
 def plain_side(root: Path, subjects: list[str], seed: int, env: dict[str, str], logs: Path,
