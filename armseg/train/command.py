@@ -50,8 +50,9 @@ HELP = {
                   "with a bias per convolution instead)",
     "patience": "epochs without a better val_mean_iou before stopping, counted from half the epochs on "
                 "(0 = never stop early)",
-    "random_transforms": "random flips, zoom, tilt, gain, gamma, TGC ramp, speckle and blur of each "
-                         "training batch, drawn on the fly (true/false; not the `armseg augment` copies)",
+    "random_transforms": "random flips, zoom, stretch, elastic warp, tilt, gain, offset, gamma, TGC ramp, "
+                         "speckle, blur and crop of each training batch, drawn on the fly (true/false; not "
+                         "the `armseg augment` copies)",
     "rand_flip_prob": "chance of a lateral flip",
     "rand_zoom": "zoom factor exp(U(-z, z))",
     "rand_stretch": "aspect factor exp(U(-s, s)): lateral scaled by it, depth by its inverse",
