@@ -135,8 +135,9 @@ def main() -> None:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--no-transforms", action="store_true", help="armseg without its random transforms")
     args = parser.parse_args()
+    # Whole slices on both sides (rand_crop 1): this compares the input path, not the crops' savings.
     config = TrainConfig(group="bench", depth=args.depth, base_filters=args.base_filters,
-                         batch_size=args.batch_size, random_transforms=not args.no_transforms)
+                         batch_size=args.batch_size, random_transforms=not args.no_transforms, rand_crop=1.0)
     policy = resolve_precision(args.precision)
     slices = phantom_slices(args.steps * args.batch_size, args.size)
     print(f"backend {backend_name()} on {device_name()}, precision {policy}; U-Net depth {args.depth}, "
