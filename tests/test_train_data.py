@@ -173,15 +173,25 @@ def test_random_transforms_move_images_and_labels_together() -> None:
             assert inside > outside
 
 
+def only_transform(**ranges: float):
+    """RandomTransforms with every range off but the ones given: a new transform with a non-zero
+    default cannot leak into a test of another."""
+    from dataclasses import fields
+
+    from armseg.train.augmentation import RandomTransforms
+
+    off = {item.name: (1.0 if item.name == "crop" else 0.0) for item in fields(RandomTransforms)}
+    return RandomTransforms(**{**off, **ranges})
+
+
 def test_stretch_changes_a_muscle_s_proportions_not_its_area() -> None:
     """`stretch` alone widens and flattens (or narrows and deepens): the area of a labelled block
     stays, its width-to-depth ratio moves by exp(2 U(-s, s))."""
-    from armseg.train.augmentation import RandomTransforms, augment_batch
+    from armseg.train.augmentation import augment_batch
 
     labels = np.zeros((8, 64, 64), dtype=np.uint8)
     labels[:, 24:40, 20:44] = 1  # 16 deep, 24 wide
-    only_stretch = RandomTransforms(flip_prob=0, zoom=0, stretch=0.3, elastic=0, rotate_deg=0, shift=0,
-                                    gain=0, offset=0, gamma=0, tgc=0, speckle_prob=0, lowres_prob=0)
+    only_stretch = only_transform(stretch=0.3)
     _, moved = augment_batch(labels * 100, labels, only_stretch, seed=3)
     ratios = []
     for block in np.asarray(moved):
@@ -193,13 +203,12 @@ def test_stretch_changes_a_muscle_s_proportions_not_its_area() -> None:
 
 
 def test_elastic_warp_bends_image_and_labels_alike_and_keeps_class_ids() -> None:
-    from armseg.train.augmentation import RandomTransforms, augment_batch
+    from armseg.train.augmentation import augment_batch
 
     labels = np.zeros((6, 64, 96), dtype=np.uint8)
     labels[:, 20:44, 20:70] = 2
     labels[:, 50:60, 40:50] = 1
-    only_elastic = RandomTransforms(flip_prob=0, zoom=0, stretch=0, elastic=0.05, rotate_deg=0, shift=0,
-                                    gain=0, offset=0, gamma=0, tgc=0, speckle_prob=0, lowres_prob=0)
+    only_elastic = only_transform(elastic=0.05)
     images, moved = augment_batch(labels * 100, labels, only_elastic, seed=1)
     images, moved = np.asarray(images)[..., 0], np.asarray(moved)
     assert set(np.unique(moved)) == {0, 1, 2}
@@ -210,13 +219,12 @@ def test_elastic_warp_bends_image_and_labels_alike_and_keeps_class_ids() -> None
 
 
 def test_display_offset_shifts_a_slice_by_one_level_clips_and_leaves_padding_black() -> None:
-    from armseg.train.augmentation import RandomTransforms, augment_batch
+    from armseg.train.augmentation import augment_batch
 
     images = np.tile(np.linspace(1, 200, 64, dtype=np.float32), (6, 48, 1))
     images[:, :, 56:] = 0  # padding beyond the scan
     images[:, :, 55] = 200  # the slice's peak, to which the level is relative
-    only_offset = RandomTransforms(flip_prob=0, zoom=0, stretch=0, elastic=0, rotate_deg=0, shift=0, gain=0,
-                                   offset=0.4, gamma=0, tgc=0, speckle_prob=0, lowres_prob=0)
+    only_offset = only_transform(offset=0.4)
     moved, _ = augment_batch(images, np.zeros(images.shape, np.uint8), only_offset, seed=2)
     moved = np.asarray(moved)[..., 0]
     assert np.all(moved[:, :, 56:] == 0)
