@@ -246,17 +246,38 @@ def test_random_crop_takes_one_window_of_image_and_labels_sized_for_the_unet() -
     labels = (images % 3).astype(np.float32)
     windows = set()
     for seed in range(6):
-        cropped, cropped_labels = (np.asarray(a) for a in random_crop(images, labels, 0.6, 8, seed))
+        cropped, cropped_labels = (np.asarray(a) for a in random_crop(images, labels, 0.6, 0.6, 8, seed))
         assert cropped.shape == cropped_labels.shape == (3, 24, 32, 1)  # 28.8, 38.4 -> multiples of 8
         top, left = divmod(int(cropped[0, 0, 0, 0]), 64)
         np.testing.assert_array_equal(cropped, images[:, top:top + 24, left:left + 32])
         np.testing.assert_array_equal(cropped_labels, labels[:, top:top + 24, left:left + 32])
         windows.add((top, left))
     assert len(windows) > 1
-    whole, _ = random_crop(images, labels, 1.0, 8, 0)
+    whole, _ = random_crop(images, labels, 1.0, 1.0, 8, 0)
     assert np.asarray(whole).shape == images.shape
-    with pytest.raises(ArmsegError, match="--rand-crop"):
+    with pytest.raises(ArmsegError, match="--rand-crop:"):
         RandomTransforms(crop=0.05).check()
+    with pytest.raises(ArmsegError, match="--rand-crop-depth: 1.5 .* depth"):
+        RandomTransforms(crop_depth=1.5).check()
+
+
+def test_default_crop_keeps_the_whole_depth_from_the_probe_down() -> None:
+    """The default window is a lateral strip: every crop starts at the probe (row 0) and ends at
+    the slice's bottom, so the layers keep their order and the bone its depth."""
+    from armseg.train.augmentation import RandomTransforms, random_crop
+
+    defaults = RandomTransforms()
+    rows, cols = np.meshgrid(np.arange(48), np.arange(64), indexing="ij")
+    images = np.broadcast_to((rows * 64 + cols).astype(np.float32)[None, ..., None], (2, 48, 64, 1))
+    lefts = set()
+    for seed in range(6):
+        cropped, _ = random_crop(images, images, defaults.crop, defaults.crop_depth, 8, seed)
+        cropped = np.asarray(cropped)
+        assert cropped.shape == (2, 48, 32, 1)  # 0.56 x 64 = 35.8 -> 32; all 48 rows
+        top, left = divmod(int(cropped[0, 0, 0, 0]), 64)
+        assert top == 0
+        lefts.add(left)
+    assert len(lefts) > 1
 
 
 def test_trainer_transforms_in_the_step_and_scores_against_the_moved_labels() -> None:

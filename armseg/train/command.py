@@ -66,7 +66,9 @@ HELP = {
     "rand_speckle_prob": "chance of multiplicative speckle noise on a slice",
     "rand_speckle": "that noise's largest standard deviation",
     "rand_lowres_prob": "chance a batch is blurred (down- and up-sampled)",
-    "rand_crop": "fraction of each side a training batch is cropped to, at random (1 = whole slices)",
+    "rand_crop": "fraction of the width a training batch is cropped to, at random (1 = whole width)",
+    "rand_crop_depth": "fraction of the depth a training batch is cropped to (1 = from the probe to the "
+                       "slice's bottom, the default: a window starting inside the fat misleads)",
     "nonfinite": "NaN or infinite voxels in a training scan: error (refuse the scan, naming it and the "
                  "count) "
                  "or replace (by 0, the count logged as nonfinite_voxels_replaced)",

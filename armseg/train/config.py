@@ -85,6 +85,7 @@ class TrainConfig:
     rand_speckle: float = _RANGES.speckle
     rand_lowres_prob: float = _RANGES.lowres_prob
     rand_crop: float = _RANGES.crop
+    rand_crop_depth: float = _RANGES.crop_depth
     models_dir: str | None = None
     max_to_keep: int | None = None
     ckpt_n_hours: float | None = None

@@ -42,7 +42,8 @@ class ScanTransforms(keras.layers.Layer):
 
     def call(self, images, labels):
         images, labels = transform_pair(images, labels, self.ranges, self.generator)
-        return random_crop(images, labels, self.ranges.crop, self.multiple, self.generator)
+        return random_crop(images, labels, self.ranges.crop, self.ranges.crop_depth, self.multiple,
+                           self.generator)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "ranges": asdict(self.ranges), "seed": self.seed,
