@@ -157,6 +157,19 @@ def test_a_run_logged_before_percents_had_to_add_to_100_still_loads_with_the_sam
     assert config.train_percent / config.val_percent == pytest.approx(70 / 15) and config.test_percent == 0
 
 
+def test_a_run_logged_before_crop_depth_resumes_cropping_as_it_started() -> None:
+    """`rand_crop` once cropped both sides; a run without it did not crop. Today's defaults (a
+    lateral strip) apply only to runs that logged `rand_crop_depth`."""
+    from armseg.train.run import logged_config
+
+    both, _ = logged_config({"group": "g", "rand_crop": "0.75"})
+    assert (both.rand_crop, both.rand_crop_depth) == (0.75, 0.75)
+    none, _ = logged_config({"group": "g"})
+    assert (none.rand_crop, none.rand_crop_depth) == (1.0, 1.0)
+    today, _ = logged_config({"group": "g", "rand_crop": "0.56", "rand_crop_depth": "1.0"})
+    assert (today.rand_crop, today.rand_crop_depth) == (0.56, 1.0)
+
+
 def test_early_stopping_watches_from_half_the_epochs_on() -> None:
     """Validation swings while the learning rate is high: an early dip must not end the run."""
     import keras

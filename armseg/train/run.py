@@ -124,7 +124,16 @@ def logged_config(params: dict[str, str]) -> tuple[TrainConfig, str | None]:
     values = {name: typed(name, params[name]) if params.get(name) not in (None, "None") else None
               for name in PARSERS if name in params}
     values = {k: v for k, v in values.items() if v is not None}
-    return TrainConfig(**_percents_to_100(values)), params.get("precision_used")
+    return TrainConfig(**_crops_as_logged(_percents_to_100(values))), params.get("precision_used")
+
+
+def _crops_as_logged(values: dict[str, object]) -> dict[str, object]:
+    """Runs logged before `rand_crop_depth` cropped the depth by `rand_crop` too, and runs logged
+    before `rand_crop` did not crop at all; resumed, they go on cropping as they started."""
+    if "rand_crop_depth" in values:
+        return values
+    crop = values.get("rand_crop", 1.0)
+    return {**values, "rand_crop": crop, "rand_crop_depth": crop}
 
 
 def _percents_to_100(values: dict[str, object]) -> dict[str, object]:
