@@ -238,11 +238,17 @@ def test_display_offset_shifts_a_slice_by_one_level_clips_and_leaves_padding_bla
     assert np.ptp(shifts) > 10  # drawn per slice
 
 
+def position_coded(batch: int) -> np.ndarray:
+    """(batch, 48, 64, 1) slices whose every pixel holds row * 64 + column, so a crop's first pixel
+    says where its window starts."""
+    rows, cols = np.meshgrid(np.arange(48), np.arange(64), indexing="ij")
+    return np.broadcast_to((rows * 64 + cols).astype(np.float32)[None, ..., None], (batch, 48, 64, 1))
+
+
 def test_random_crop_takes_one_window_of_image_and_labels_sized_for_the_unet() -> None:
     from armseg.train.augmentation import RandomTransforms, random_crop
 
-    rows, cols = np.meshgrid(np.arange(48), np.arange(64), indexing="ij")
-    images = np.broadcast_to((rows * 64 + cols).astype(np.float32)[None, ..., None], (3, 48, 64, 1))
+    images = position_coded(3)
     labels = (images % 3).astype(np.float32)
     windows = set()
     for seed in range(6):
@@ -267,8 +273,7 @@ def test_default_crop_keeps_the_whole_depth_from_the_probe_down() -> None:
     from armseg.train.augmentation import RandomTransforms, random_crop
 
     defaults = RandomTransforms()
-    rows, cols = np.meshgrid(np.arange(48), np.arange(64), indexing="ij")
-    images = np.broadcast_to((rows * 64 + cols).astype(np.float32)[None, ..., None], (2, 48, 64, 1))
+    images = position_coded(2)
     lefts = set()
     for seed in range(6):
         cropped, _ = random_crop(images, images, defaults.crop, defaults.crop_depth, 8, seed)

@@ -32,6 +32,9 @@ import functools
 import math
 from dataclasses import dataclass, fields
 
+# The crop's fractions and the side of the slice each one keeps.
+CROP_SIDES = {"crop": "width", "crop_depth": "depth"}
+
 
 @dataclass(frozen=True)
 class RandomTransforms:
@@ -76,9 +79,8 @@ class RandomTransforms:
                 raise ArmsegError(f"{flag}: {value} must be a finite number >= 0")
             if item.name.endswith("prob") and value > 1:
                 raise ArmsegError(f"{flag}: {value} is a probability, at most 1")
-        for name, value, side in (("crop", self.crop, "width"), ("crop_depth", self.crop_depth, "depth")):
-            if not 0.1 <= value <= 1:
-                flag = f"--{(self.PREFIX + name).replace('_', '-')}"
+            side = CROP_SIDES.get(item.name)
+            if side and not 0.1 <= value <= 1:
                 raise ArmsegError(f"{flag}: {value} is the fraction of the {side} kept, from 0.1 to 1")
         if self.rotate_deg > 180:
             raise ArmsegError(f"--rand-rotate-deg: {self.rotate_deg} is more than half a turn")
@@ -155,7 +157,7 @@ def random_crop(images, labels, width_fraction: float, depth_fraction: float, mu
     from keras import ops
 
     height, width = images.shape[1], images.shape[2]
-    if min(width_fraction, depth_fraction) >= 1 or height is None or width is None:
+    if height is None or width is None:
         return images, labels
     rows = max(multiple, int(height * depth_fraction) // multiple * multiple)
     cols = max(multiple, int(width * width_fraction) // multiple * multiple)
