@@ -194,7 +194,8 @@ def main() -> None:
     parser.add_argument("--predict-args", default="", help="extra `armseg predict` flags, one string")
     parser.add_argument("--skip-plain", action="store_true", help="armseg only (ablation rows)")
     parser.add_argument("--reuse", metavar="NAME", help="predict with the models an earlier row NAME trained "
-                        "(for predict-time variants: --tta, --largest-component); implies --skip-plain")
+                        "(for predict-time variants: --tta, --largest-component, --fill-holes); "
+                        "implies --skip-plain")
     args = parser.parse_args()
 
     root, subjects = prepare(args.source, args.cache)

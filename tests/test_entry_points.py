@@ -25,7 +25,7 @@ PARAMETERS = {
               "batch_norm": "false"},
     "tune": {"group": "g", "n_trials": 3, "epochs": 2, "search_space": "{depth: [2, 3]}"},
     "predict": {"model": "group_1_1 models:/armseg-unet@champion", "subjects": "SubC", "experiment": "e",
-                "tta": "true", "largest-component": "false"},
+                "tta": "true", "largest-component": "false", "fill_holes": "true"},
     "evaluate": {"subjects": "SubC", "metrics": "mean_iou humerus_iou", "labels": "openarm-all"},
     "register": {"subjects": "SubC", "atlas": "trial1_0_fs", "A": "1 0 0 0 1 0 0 0 1", "t": "0 0 1"},
     "measure": {"subjects": "SubC", "deformation_source": "ground_truth", "depth-axis": 0},

@@ -91,13 +91,14 @@ def test_signature_and_input_example_say_what_goes_in_and_out(model) -> None:
 def test_refinements_are_params_of_the_served_model_and_match_armseg_predict(model) -> None:
     from armseg.model import choices, pyfunc
 
-    assert (pyfunc.DEFAULT_TTA, pyfunc.DEFAULT_LARGEST_COMPONENT) == (choices.DEFAULT_TTA,
-                                                                      choices.DEFAULT_LARGEST_COMPONENT)
+    assert (pyfunc.DEFAULT_TTA, pyfunc.DEFAULT_LARGEST_COMPONENT, pyfunc.DEFAULT_FILL_HOLES) == (
+        choices.DEFAULT_TTA, choices.DEFAULT_LARGEST_COMPONENT, choices.DEFAULT_FILL_HOLES)
     names = [param["name"] for param in model.metadata.signature.params.to_dict()]
-    assert names == ["slice_axis", "tta", "largest_component"]
+    assert names == ["slice_axis", "tta", "largest_component", "fill_holes"]
     raw = scan()
     network = model.unwrap_python_model().network
-    for params in ({"tta": True}, {"largest_component": True}, {"tta": True, "largest_component": True}):
+    for params in ({"tta": True}, {"largest_component": True}, {"fill_holes": False},
+                   {"tta": True, "largest_component": True, "fill_holes": True}):
         classes = predict_classes(network, raw, InferenceInfo(pad_multiple=4), **params)
         expected = DEFAULT_LABEL_MAP.decode(classes)
         np.testing.assert_array_equal(model.predict(raw, params=params), expected)
@@ -121,6 +122,33 @@ def test_tta_averages_a_slice_with_its_mirror_image() -> None:
     assert plain[:, :, :4].all() and not plain[:, :, 12:].any()
     np.testing.assert_array_equal(mirrored, mirrored[:, :, ::-1])
     assert mirrored[:, :, :4].all() and mirrored[:, :, 12:].all()
+
+
+def test_fill_holes_closes_background_a_structure_encloses_in_its_slice() -> None:
+    from armseg.model.pyfunc import fill_enclosed_background
+
+    classes = np.zeros((3, 10, 12), dtype=np.uint8)  # slices first, as classify_volume holds them
+    classes[:, 1:8, 1:9] = 2      # a biceps section in every slice
+    classes[0, 3:5, 3:6] = 0      # slice 0: a hole of background -> biceps
+    classes[1, 3:6, 3:6] = 0      # slice 1: a hole holding a patch of humerus too -> left alone
+    classes[1, 4, 4] = 1
+    classes[2, 0:5, 4:6] = 0      # slice 2: a bay open to the slice's edge -> not a hole
+    classes[:, 8:10, 10:12] = 1   # a humerus with no hole
+    filled = fill_enclosed_background(classes)
+    np.testing.assert_array_equal(filled[0, 3:5, 3:6], 2)
+    np.testing.assert_array_equal(filled[1], classes[1])
+    np.testing.assert_array_equal(filled[2], classes[2])
+    assert (filled != classes).sum() == 6
+
+
+def test_fill_holes_never_reaches_across_slices() -> None:
+    """A tube along the arm is hollow in 3-D but not in any slice: nothing to fill."""
+    from armseg.model.pyfunc import fill_enclosed_background
+
+    classes = np.zeros((5, 8, 8), dtype=np.uint8)
+    classes[:, 2:6, 2] = classes[:, 2:6, 5] = 1      # two walls, open at top and bottom in-plane
+    classes[0, 2:6, 2:6] = classes[4, 2:6, 2:6] = 1  # capped at both ends along the arm
+    np.testing.assert_array_equal(fill_enclosed_background(classes), classes)
 
 
 def test_largest_component_removes_islands_per_structure() -> None:
@@ -215,3 +243,10 @@ def test_mlflow_models_serve_answers_a_request(module_tracking: str, champion: s
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(timeout=30)
+
+
+def test_the_logged_requirements_name_what_the_default_refinements_import() -> None:
+    from armseg.model.registry import pip_requirements
+
+    names = {pin.split("==")[0] for pin in pip_requirements()}
+    assert {"keras", "numpy", "scipy"} <= names

@@ -10,3 +10,4 @@ LABEL_PRESETS = ("openarm", "openarm-all")
 # model imports nothing of armseg; tests/test_predict.py checks the two agree).
 DEFAULT_TTA = True
 DEFAULT_LARGEST_COMPONENT = True
+DEFAULT_FILL_HOLES = True

@@ -14,10 +14,13 @@ label values (OpenArm: 0, 7 humerus, 52 biceps). MLflow's tensor schema admits e
 dtype and would refuse a uint8 scan, so the signature declares the output and the params and
 the input example shows the input; the model checks its input itself.
 
-Two optional refinements, params of the served model and flags of `armseg predict` alike:
+Three optional refinements, params of the served model and flags of `armseg predict` alike:
 `tta` averages each slice's class probabilities with those of its mirror image (left-right, the
-probe's lateral axis), and `largest_component` keeps, per structure, the largest 3-D connected
-component of the scan (a biceps or a humerus is one body: islands elsewhere are false positives).
+probe's lateral axis), `largest_component` keeps, per structure, the largest 3-D connected
+component of the scan (a biceps or a humerus is one body: islands elsewhere are false positives),
+and `fill_holes` gives a structure the background it encloses in a slice (a cross-section of a
+muscle or a bone has no holes: a patch of background inside one is a miss, most often where a
+bright aponeurosis crosses a muscle wider than the network's view).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ SETTINGS_ARTIFACT = "inference"  # JSON: pad_multiple, slice_axis, label_map, gr
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_TTA = True
 DEFAULT_LARGEST_COMPONENT = True
+DEFAULT_FILL_HOLES = True
 
 
 def padded_size(size: int, multiple: int) -> int:
@@ -103,10 +107,32 @@ def keep_largest_components(classes: np.ndarray, num_classes: int) -> np.ndarray
     return kept
 
 
+def fill_enclosed_background(classes: np.ndarray) -> np.ndarray:
+    """(N, H, W) class slices: in each slice, background wholly enclosed by one structure becomes it.
+
+    Slice by slice (4-connected in the plane, never across slices): the first and last slices of
+    a scan could not close a hole in 3-D. A hole that holds any other structure stays as it is.
+    """
+    from scipy import ndimage  # only when asked for: loading the model needs no SciPy
+
+    filled = classes.copy()
+    in_plane = np.zeros((3, 3, 3), dtype=bool)
+    in_plane[1] = ndimage.generate_binary_structure(2, 1)
+    for value in np.unique(classes[classes != 0]):
+        body = classes == value
+        holes, count = ndimage.label(ndimage.binary_fill_holes(body, structure=in_plane) & ~body,
+                                     structure=in_plane)
+        if count:
+            mixed = np.bincount(holes[(holes != 0) & (classes != 0)], minlength=count + 1).astype(bool)
+            mixed[0] = True  # label 0 is everything outside the holes
+            filled[~mixed[holes]] = value
+    return filled
+
+
 def classify_volume(network: Any, volume: np.ndarray, pad_multiple: int, slice_axis: int = 2,
                     batch_size: int = DEFAULT_BATCH_SIZE,
                     on_batch: Callable[[int], None] | None = None, tta: bool = False,
-                    largest_component: bool = False) -> np.ndarray:
+                    largest_component: bool = False, fill_holes: bool = False) -> np.ndarray:
     """Class index per voxel (uint8, the volume's shape), slices taken along `slice_axis`."""
     if volume.ndim != 3:
         raise ValueError(f"expected a 3-D scan, got shape {volume.shape}")
@@ -117,6 +143,8 @@ def classify_volume(network: Any, volume: np.ndarray, pad_multiple: int, slice_a
     if largest_component:
         classes = keep_largest_components(classes, int(network.outputs[0].shape[-1])
                                           if getattr(network, "outputs", None) else int(classes.max()) + 1)
+    if fill_holes:
+        classes = fill_enclosed_background(classes)
     return np.ascontiguousarray(np.moveaxis(classes, 0, slice_axis))
 
 
@@ -169,12 +197,15 @@ class ArmsegUnet(PythonModel):
         params = params or {}
         axis = int(params.get("slice_axis", self.slice_axis))
         tta = bool(params.get("tta", DEFAULT_TTA))
+        fill_holes = bool(params.get("fill_holes", DEFAULT_FILL_HOLES))
         if scan.ndim == 2:
-            classes = classify_slices(self.network, scan[np.newaxis], self.pad_multiple, tta=tta)[0]
+            classes = classify_slices(self.network, scan[np.newaxis], self.pad_multiple, tta=tta)
+            classes = (fill_enclosed_background(classes) if fill_holes else classes)[0]
         else:
             classes = classify_volume(self.network, scan, self.pad_multiple, axis, tta=tta,
                                       largest_component=bool(params.get("largest_component",
-                                                                        DEFAULT_LARGEST_COMPONENT)))
+                                                                        DEFAULT_LARGEST_COMPONENT)),
+                                      fill_holes=fill_holes)
         return self.raw_values[classes]
 
 

@@ -30,6 +30,7 @@ from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
 
 from armseg.io.labels import DEFAULT_LABEL_MAP, LabelMap
 from armseg.model.pyfunc import (
+    DEFAULT_FILL_HOLES,
     DEFAULT_LARGEST_COMPONENT,
     DEFAULT_TTA,
     NETWORK_ARTIFACT,
@@ -82,7 +83,7 @@ class InferenceInfo:
 
 
 def scan_signature(info: InferenceInfo) -> ModelSignature:
-    """Raw labels of the input's shape out; `slice_axis`, `tta` and `largest_component` as params.
+    """Raw labels of the input's shape out; `slice_axis` and the refinements as params.
 
     No input schema: MLflow's tensor schema admits one dtype only and would refuse a uint8 or
     int16 scan; the input example shows the input and the model checks it (pyfunc.as_scan).
@@ -92,7 +93,8 @@ def scan_signature(info: InferenceInfo) -> ModelSignature:
         outputs=Schema([TensorSpec(dtype, (-1, -1, -1), "labels")]),
         params=ParamSchema([ParamSpec("slice_axis", "long", info.slice_axis),
                             ParamSpec("tta", "boolean", DEFAULT_TTA),
-                            ParamSpec("largest_component", "boolean", DEFAULT_LARGEST_COMPONENT)]),
+                            ParamSpec("largest_component", "boolean", DEFAULT_LARGEST_COMPONENT),
+                            ParamSpec("fill_holes", "boolean", DEFAULT_FILL_HOLES)]),
     )
 
 
@@ -102,9 +104,10 @@ def input_example() -> np.ndarray:
 
 
 def pip_requirements() -> list[str]:
-    """What loading the model needs, pinned to what is installed here: MLflow, Keras, NumPy and
-    the backend that trained it (no armseg: the model's code travels with it; the `.keras`
-    network itself loads on any backend).
+    """What loading the model needs, pinned to what is installed here: MLflow, Keras, NumPy, SciPy
+    (the default refinements, largest component and hole filling, label with it) and the backend
+    that trained it (no armseg: the model's code travels with it; the `.keras` network itself
+    loads on any backend).
 
     Given explicitly because MLflow's own inference re-imports the backend in a subprocess,
     which costs ~20 s per logged model on a small CPU.
@@ -112,7 +115,8 @@ def pip_requirements() -> list[str]:
     from armseg.backend import backend_name
 
     pins = [_installed(("mlflow", "mlflow-skinny")), f"keras=={keras.__version__}",
-            f"numpy=={np.__version__}", _installed(BACKEND_DISTRIBUTIONS.get(backend_name(), ()))]
+            f"numpy=={np.__version__}", _installed(("scipy",)),
+            _installed(BACKEND_DISTRIBUTIONS.get(backend_name(), ()))]
     return [pin for pin in pins if pin]
 
 

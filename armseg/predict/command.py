@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from armseg.errors import ArmsegError
-from armseg.model.choices import DEFAULT_LARGEST_COMPONENT, DEFAULT_TTA
+from armseg.model.choices import DEFAULT_FILL_HOLES, DEFAULT_LARGEST_COMPONENT, DEFAULT_TTA
 from armseg.params import parse_bool, split_list, typed_value
 from armseg.predict.names import FORMS
 from armseg.predict.volume import DEFAULT_BATCH_SIZE, NONFINITE_CHOICES
@@ -27,6 +27,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         default=str(DEFAULT_LARGEST_COMPONENT).lower(), metavar="BOOL",
                         help="keep only each structure's largest 3-D connected component "
                              "(default: %(default)s)")
+    parser.add_argument("--fill-holes", nargs="?", const="true", default=str(DEFAULT_FILL_HOLES).lower(),
+                        metavar="BOOL", help="in each slice, give a structure the background it encloses "
+                                             "(default: %(default)s)")
     parser.add_argument("--nonfinite", default="error", metavar="WHAT",
                         help="NaN or infinite voxels in a scan: error (stop, naming the scan and the count) "
                              "or replace (by 0; the count is logged per scan) (default: %(default)s)")
@@ -42,6 +45,7 @@ def check(args: argparse.Namespace) -> None:
         raise ArmsegError(f"--nonfinite: {args.nonfinite!r} is not one of {', '.join(NONFINITE_CHOICES)}")
     args.tta = parse_bool(args.tta, "tta")
     args.largest_component = parse_bool(args.largest_component, "largest_component")
+    args.fill_holes = parse_bool(args.fill_holes, "fill_holes")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -51,6 +55,7 @@ def run(args: argparse.Namespace) -> None:
     written = predict_subjects(args.data_root or "data", split_list(args.model),
                                split_list(args.subjects) or None, overwrite=args.overwrite,
                                batch_size=args.batch_size, nonfinite=args.nonfinite,
-                               refine=Refinements(tta=args.tta, largest_component=args.largest_component))
+                               refine=Refinements(tta=args.tta, largest_component=args.largest_component,
+                                                  fill_holes=args.fill_holes))
     folders = sorted({str(path.parent) for path in written})
     print(f"[armseg predict] {len(written)} predictions in: " + ", ".join(folders))
