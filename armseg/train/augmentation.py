@@ -47,7 +47,7 @@ class RandomTransforms:
     rotate_deg: float = 6.0  # in-plane tilt, degrees, U(-r, r)
     shift: float = 0.06  # translation, fraction of the slice size, U(-s, s)
     gain: float = 0.5  # intensity factor exp(U(-g, g))
-    offset: float = 0.15  # level U(-o, o) x the slice's peak added, clipped to [0, peak]
+    offset: float = 0.3  # level U(-o, o) x the slice's peak added, clipped to [0, peak]
     gamma: float = 0.5  # exponent exp(U(-g, g)) on intensities scaled to [0, 1]
     tgc: float = 0.6  # depth ramp: factor exp(U(-t, t) x depth), depth in [-0.5, 0.5]
     speckle_prob: float = 0.5  # chance a slice gets multiplicative noise
