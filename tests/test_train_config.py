@@ -99,7 +99,7 @@ def test_missing_section_and_bad_values_name_what_is_wrong(tmp_path: Path, examp
 @pytest.mark.parametrize(("values", "flag"), [
     ({"epochs": "two"}, "--epochs"), ({"loss": "focal"}, "--loss"), ({"depth": "0"}, "--depth"),
     ({"keep_percent": "0"}, "--keep-percent"), ({"val_percent": "0"}, "--val-percent"),
-    ({"precision": "fp8"}, "--precision"),
+    ({"precision": "fp8"}, "--precision"), ({"ema_momentum": "1"}, "--ema-momentum"),
     ({"include_augmented": "maybe"}, "--include-augmented"), ({"label_map": "{7: humerus}"}, "label map"),
 ])
 def test_bad_parameters_are_one_sentence_naming_the_flag(values: dict, flag: str) -> None:
@@ -168,6 +168,15 @@ def test_a_run_logged_before_crop_depth_resumes_cropping_as_it_started() -> None
     assert (none.rand_crop, none.rand_crop_depth) == (1.0, 1.0)
     today, _ = logged_config({"group": "g", "rand_crop": "0.56", "rand_crop_depth": "1.0"})
     assert (today.rand_crop, today.rand_crop_depth) == (0.56, 1.0)
+
+
+def test_a_run_logged_before_weight_averaging_resumes_on_its_raw_weights() -> None:
+    from armseg.train.run import logged_config
+
+    before, _ = logged_config({"group": "g"})
+    assert before.ema_momentum == 0.0
+    averaged, _ = logged_config({"group": "g", "ema_momentum": "0.98"})
+    assert averaged.ema_momentum == 0.98
 
 
 def test_early_stopping_watches_from_half_the_epochs_on() -> None:

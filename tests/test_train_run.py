@@ -132,7 +132,7 @@ def test_cli_train_with_an_ini_logs_the_contract_and_registers_the_model(
 def test_a_pruned_run_ends_killed_and_resume_finishes_it_like_an_uninterrupted_one(
         tracking: str, tiny_tree: Path) -> None:
     config = TrainConfig(group="group_1_1", data_root=str(tiny_tree), epochs=3, train_percent=70,
-                         test_percent=15, **TINY)
+                         test_percent=15, ema_momentum=0.9, **TINY)
     with pytest.raises(optuna.TrialPruned):
         train(config, extra_callbacks=[Stop(1, optuna.TrialPruned("pruned at epoch 2"))])
     run = mlflow.search_runs(output_format="list")[0]
@@ -154,6 +154,55 @@ def test_a_pruned_run_ends_killed_and_resume_finishes_it_like_an_uninterrupted_o
     assert checkpoint_names(result.run_id) == ["last.keras", "state.json"]
     contexts = sorted(i.tags[0].value for i in finished.inputs.dataset_inputs)
     assert contexts == ["test", "training", "validation"]  # resuming logs no duplicate inputs
+
+
+class Weights(keras.callbacks.Callback):
+    """Records the model's weights (and the optimizer's averages) where it sits in the list."""
+
+    def __init__(self):
+        super().__init__()
+        self.at_epoch_end: list[list[np.ndarray]] = []
+        self.averages: list[list[np.ndarray]] = []
+        self.first_step: list[np.ndarray] | None = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.first_step is None:
+            self.first_step = [w.copy() for w in self.model.get_weights()]
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.at_epoch_end.append([w.copy() for w in self.model.get_weights()])
+        self.averages.append([v.numpy() for v in self.model.optimizer._model_variables_moving_average])
+
+
+def _averaging_model() -> keras.Model:
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(0.1, use_ema=True, ema_momentum=0.5), loss="mse")
+    return model
+
+
+def test_the_averaged_weights_are_what_later_callbacks_see_and_a_resume_trains_on_the_raw_ones(
+        tmp_path: Path) -> None:
+    """The epoch's checkpoints hold the average with the raw weights in the optimizer; a resumed
+    run must swap them back before its first step, or it would train on from the average."""
+    from armseg.train.callbacks import AveragedWeights
+
+    keras.utils.set_random_seed(0)
+    x, y = np.random.rand(32, 3), np.random.rand(32, 1)
+    model, raw, averaged = _averaging_model(), Weights(), Weights()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=8, epochs=3, verbose=0,
+                  callbacks=[raw, AveragedWeights(), averaged, Stop(1, KeyboardInterrupt())])
+    for before, after in zip(raw.at_epoch_end, averaged.at_epoch_end, strict=True):
+        assert not np.allclose(before[0], after[0])  # the swap happened
+    # After the swap the model holds what the optimizer averaged, and the optimizer the raw weights.
+    np.testing.assert_allclose(averaged.at_epoch_end[-1][0], raw.averages[-1][0])
+    np.testing.assert_allclose(averaged.averages[-1][0], raw.at_epoch_end[-1][0])
+    model.save(tmp_path / "last.keras")  # as CheckpointArtifacts saves it, after the swap
+
+    resumed, first = keras.saving.load_model(tmp_path / "last.keras"), Weights()
+    resumed.fit(x, y, batch_size=8, epochs=3, initial_epoch=2, verbose=0,
+                callbacks=[AveragedWeights(resumed=True), first])
+    np.testing.assert_allclose(first.first_step[0], raw.at_epoch_end[-1][0])
 
 
 def test_cli_errors_are_one_line_and_fail_the_run(tracking: str, tiny_tree: Path,

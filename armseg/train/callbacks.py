@@ -138,6 +138,23 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             self.best, self.best_epoch, self.wait = self.state.best, self.state.best_epoch, self.state.wait
 
 
+class AveragedWeights(keras.callbacks.SwapEMAWeights):
+    """Keras's SwapEMAWeights, swapping at each epoch's end, and knowing the swap survives a resume.
+
+    From the end of an epoch to the start of the next the model holds the moving average, so the
+    validation, the best checkpoint, the epoch weights and `last.keras` all see the averaged
+    network, and the raw weights wait in the optimizer's average slots. A resumed run loads that
+    `last.keras`: without `resumed` it would train on from the average and average the raw weights.
+    Must come first among the callbacks, so every later one sees the average.
+    """
+
+    async_safe = True  # no batch hooks
+
+    def __init__(self, resumed: bool = False):
+        super().__init__(swap_on_epoch=True)
+        self._ema_weights_in_model = resumed
+
+
 def best_checkpoint(folder: Path, state: TrainingState) -> keras.callbacks.ModelCheckpoint:
     """Keras's ModelCheckpoint keeping the best epoch's weights (by val_mean_iou)."""
     checkpoint = keras.callbacks.ModelCheckpoint(

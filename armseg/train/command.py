@@ -29,6 +29,8 @@ HELP = {
     "mean": "intensity subtracted when --normalization mean (OpenArm's mean)",
     "weight_decay": "L2 penalty on convolution kernels",
     "learning_rate": "Adam's initial learning rate (cosine-decayed over the epochs)",
+    "ema_momentum": "validate, checkpoint and log an exponential moving average of the weights, each "
+                    "step new = m x old + (1 - m) x current (Keras's use_ema; 0 = the raw weights)",
     "dropout": "dropout rate at the bottom of the U-Net",
     "base_filters": "filters of the first level, doubling per level (OpenArm: 64)",
     "depth": "poolings; slices are padded to multiples of 2**depth (OpenArm: 5)",

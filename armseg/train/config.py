@@ -56,6 +56,7 @@ class TrainConfig:
     mean: float = 0.0
     weight_decay: float = 1e-6
     learning_rate: float = 2e-3
+    ema_momentum: float = 0.0
     dropout: float = 0.1
     base_filters: int = 16
     depth: int = 4
@@ -285,6 +286,8 @@ def _check(config: TrainConfig) -> None:
     if config.learning_rate <= 0 or config.weight_decay < 0:
         name = "learning_rate" if config.learning_rate <= 0 else "weight_decay"
         raise bad(name, "must be positive")
+    if not 0 <= config.ema_momentum < 1:
+        raise bad("ema_momentum", "must be in [0, 1) (0 = no weight averaging)")
     if config.time_budget is not None and not config.time_budget > 0:
         raise bad("time_budget", "must be a positive number of minutes (or None for no budget)")
     if config.patience < 0:

@@ -60,6 +60,7 @@ from armseg.train.callbacks import (
     CHECKPOINT_FILE,
     LAST_MODEL,
     STATE_FILE,
+    AveragedWeights,
     CheckpointArtifacts,
     EpochMetrics,
     EpochTimer,
@@ -124,6 +125,7 @@ def logged_config(params: dict[str, str]) -> tuple[TrainConfig, str | None]:
     values = {name: typed(name, params[name]) if params.get(name) not in (None, "None") else None
               for name in PARSERS if name in params}
     values = {k: v for k, v in values.items() if v is not None}
+    values.setdefault("ema_momentum", 0.0)  # runs logged before it existed trained the raw weights
     return TrainConfig(**_crops_as_logged(_percents_to_100(values))), params.get("precision_used")
 
 
@@ -278,7 +280,10 @@ def compiled_trainer(config: TrainConfig, policy: str, steps_per_epoch: int) -> 
     schedule = (config.learning_rate if config.time_budget else
                 keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps,
                                                        alpha=FINAL_FRACTION))
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=make_loss(config.loss, labels.num_classes),
+    # Keras keeps the moving average in the optimizer; AveragedWeights swaps it in at each epoch's end.
+    optimizer = keras.optimizers.Adam(schedule, use_ema=config.ema_momentum > 0,
+                                      ema_momentum=config.ema_momentum or 0.99)
+    model.compile(optimizer=optimizer, loss=make_loss(config.loss, labels.num_classes),
                   metrics=metrics)
     return model
 
@@ -324,6 +329,8 @@ def _callbacks(config: TrainConfig, folder: Path, state: TrainingState,
     """Order matters: a NaN loss stops the epoch before anything is saved; the best checkpoint and
     early stopping decide before the state is saved."""
     callbacks: list[keras.callbacks.Callback] = [StopOnNonFiniteLoss(), EpochTimer()]
+    if config.ema_momentum:
+        callbacks.insert(0, AveragedWeights(resumed=state.epoch >= 0))
     if config.time_budget:
         budget = TimeBudget(config.time_budget * 60)
         callbacks += [budget, cosine_by_time(budget, config.learning_rate)]
