@@ -198,16 +198,23 @@ def main() -> None:
                         "implies --skip-plain")
     args = parser.parse_args()
 
+    earlier = {}
+    if args.reuse:
+        args.skip_plain = True
+        record = args.cache / f"results-{args.source}-{args.reuse}.json"
+        if not record.is_file():
+            raise SystemExit(f"--reuse {args.reuse}: no such row ({record} is missing)")
+        rows = json.loads(record.read_text())[args.reuse]
+        earlier = {row["seed"]: row for row in rows}
+        missing = sorted(set(args.seeds) - set(earlier))
+        if missing:
+            raise SystemExit(f"--reuse {args.reuse}: that row trained no model for seed(s) "
+                             f"{', '.join(map(str, missing))} (it has {sorted(earlier)}); pass --seeds")
     root, subjects = prepare(args.source, args.cache)
     experiment = f"accuracy-{args.source}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{args.cache / 'mlflow.db'}",
            "TF_CPP_MIN_LOG_LEVEL": "2", "ARMSEG_BENCH_VARIANT": args.name}
     results: dict[str, list[dict]] = {args.name: [], "plain": []}
-    earlier = {}
-    if args.reuse:
-        args.skip_plain = True
-        rows = json.loads((args.cache / f"results-{args.source}-{args.reuse}.json").read_text())[args.reuse]
-        earlier = {row["seed"]: row for row in rows}
     for seed in args.seeds:
         logs = args.cache / "logs" / args.source / args.name / f"seed{seed}"
         extra = shlex.split(args.train_args), shlex.split(args.predict_args)
