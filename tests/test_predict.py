@@ -50,7 +50,7 @@ def test_volume_round_trip_any_size_and_axis(shape: tuple[int, int, int], axis: 
     volume = np.random.default_rng(0).integers(0, 3, size=shape).astype(np.float32)
     echo = LabelEcho(16)
     classes = predict_classes(echo, volume, InferenceInfo(pad_multiple=16, slice_axis=axis), batch_size=2,
-                              tta=False, largest_component=False, fill_holes=False)
+                              tta=False, largest_component=False, fill_holes=False, slice_vote=1)
     assert classes.dtype == np.uint8 and classes.shape == shape
     np.testing.assert_array_equal(classes, volume.astype(np.uint8))
     slices = shape[axis]
@@ -66,7 +66,7 @@ def test_prediction_file_lies_on_the_source_grid(tmp_path: Path) -> None:
     nib.save(source_image, str(source))
     out = tmp_path / "predictions" / "m" / "trial3_pred_seg.nii"
     predict_file(LabelEcho(16), InferenceInfo(pad_multiple=16), source, out, tta=False,
-                 largest_component=False, fill_holes=False)
+                 largest_component=False, fill_holes=False, slice_vote=1)
     written = nib.load(str(out))
     assert np.array_equal(written.affine, nib.load(str(source)).affine)
     assert written.shape == truth.shape and written.get_data_dtype() == np.uint8

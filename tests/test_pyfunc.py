@@ -91,14 +91,15 @@ def test_signature_and_input_example_say_what_goes_in_and_out(model) -> None:
 def test_refinements_are_params_of_the_served_model_and_match_armseg_predict(model) -> None:
     from armseg.model import choices, pyfunc
 
-    assert (pyfunc.DEFAULT_TTA, pyfunc.DEFAULT_LARGEST_COMPONENT, pyfunc.DEFAULT_FILL_HOLES) == (
-        choices.DEFAULT_TTA, choices.DEFAULT_LARGEST_COMPONENT, choices.DEFAULT_FILL_HOLES)
+    names = ("DEFAULT_TTA", "DEFAULT_LARGEST_COMPONENT", "DEFAULT_FILL_HOLES", "DEFAULT_SLICE_VOTE")
+    assert [getattr(pyfunc, name) for name in names] == [getattr(choices, name) for name in names]
     names = [param["name"] for param in model.metadata.signature.params.to_dict()]
-    assert names == ["slice_axis", "tta", "largest_component", "fill_holes"]
+    assert names == ["slice_axis", "tta", "largest_component", "fill_holes", "slice_vote"]
     raw = scan()
     network = model.unwrap_python_model().network
     for params in ({"tta": True}, {"largest_component": True}, {"fill_holes": False},
-                   {"tta": True, "largest_component": True, "fill_holes": True}):
+                   {"slice_vote": 3}, {"tta": True, "largest_component": True, "fill_holes": True,
+                                       "slice_vote": 5}):
         classes = predict_classes(network, raw, InferenceInfo(pad_multiple=4), **params)
         expected = DEFAULT_LABEL_MAP.decode(classes)
         np.testing.assert_array_equal(model.predict(raw, params=params), expected)
@@ -149,6 +150,28 @@ def test_fill_holes_never_reaches_across_slices() -> None:
     classes[:, 2:6, 2] = classes[:, 2:6, 5] = 1      # two walls, open at top and bottom in-plane
     classes[0, 2:6, 2:6] = classes[4, 2:6, 2:6] = 1  # capped at both ends along the arm
     np.testing.assert_array_equal(fill_enclosed_background(classes), classes)
+
+
+def test_slice_vote_closes_a_bay_one_slice_alone_shows_and_a_tie_keeps_the_voxel_s_class() -> None:
+    from armseg.model.pyfunc import vote_along_slices
+
+    classes = np.zeros((6, 6, 8), dtype=np.uint8)  # slices first, as classify_volume holds them
+    classes[:, 1:5, 1:6] = 2         # a biceps section in every slice
+    classes[2, 3:5, 2:4] = 0         # slice 2 alone misses a bay of it -> biceps again
+    classes[:, 5, 7] = 1             # a humerus voxel in every slice, along the arm
+    classes[4, 0, 0] = 1             # one slice's speck -> background
+    classes[0:2, 0, 7] = 1           # a structure ending at slice 1 of 6: in 2 of the first 3 slices
+    voted = vote_along_slices(classes, 3)
+    np.testing.assert_array_equal(voted[2, 3:5, 2:4], 2)
+    assert voted[4, 0, 0] == 0 and voted[:, 5, 7].all()
+    # slice 0 sees itself twice beyond the scan's end: the structure stays there and in slice 1
+    assert list(voted[:, 0, 7]) == [1, 1, 0, 0, 0, 0]
+    assert (voted != classes).sum() == 4 + 1 + 0
+    # In a window of 5, slice 2 sees 1 1 2 2 0 and slice 3 sees 1 2 2 0 0: ties, each keeps its own.
+    tie = np.array([1, 1, 2, 2, 0], dtype=np.uint8).reshape(5, 1, 1)
+    np.testing.assert_array_equal(vote_along_slices(tie, 5), tie)
+    assert list(vote_along_slices(tie, 3)[:, 0, 0]) == [1, 1, 2, 2, 0]
+    np.testing.assert_array_equal(vote_along_slices(classes, 1), classes)
 
 
 def test_largest_component_removes_islands_per_structure() -> None:

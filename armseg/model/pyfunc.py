@@ -14,13 +14,16 @@ label values (OpenArm: 0, 7 humerus, 52 biceps). MLflow's tensor schema admits e
 dtype and would refuse a uint8 scan, so the signature declares the output and the params and
 the input example shows the input; the model checks its input itself.
 
-Three optional refinements, params of the served model and flags of `armseg predict` alike:
+Four optional refinements, params of the served model and flags of `armseg predict` alike:
 `tta` averages each slice's class probabilities with those of its mirror image (left-right, the
 probe's lateral axis), `largest_component` keeps, per structure, the largest 3-D connected
 component of the scan (a biceps or a humerus is one body: islands elsewhere are false positives),
-and `fill_holes` gives a structure the background it encloses in a slice (a cross-section of a
+`fill_holes` gives a structure the background it encloses in a slice (a cross-section of a
 muscle or a bone has no holes: a patch of background inside one is a miss, most often where a
-bright aponeurosis crosses a muscle wider than the network's view).
+bright aponeurosis crosses a muscle wider than the network's view), and `slice_vote` gives each
+voxel the class most of its neighbours along the arm have (a window of that many slices; 1 = off):
+a 2-D network decides each slice alone, and a muscle's outline changes little from one slice to
+the next, so a bay that one slice alone shows is a miss.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ DEFAULT_BATCH_SIZE = 16
 DEFAULT_TTA = True
 DEFAULT_LARGEST_COMPONENT = True
 DEFAULT_FILL_HOLES = True
+DEFAULT_SLICE_VOTE = 1
 
 
 def padded_size(size: int, multiple: int) -> int:
@@ -129,17 +133,43 @@ def fill_enclosed_background(classes: np.ndarray) -> np.ndarray:
     return filled
 
 
+def vote_along_slices(classes: np.ndarray, window: int) -> np.ndarray:
+    """(N, H, W) class slices: each voxel takes the class most common in the `window` slices centred
+    on it (the scan's end slices repeated beyond its ends); a tie keeps the voxel's own class.
+
+    One class at a time, counts in uint8: no per-class stack of the volume is held.
+    """
+    if window <= 1 or len(classes) < 2:
+        return classes
+    from scipy import ndimage  # only when asked for: loading the model needs no SciPy
+
+    ones = np.ones(window, dtype=np.uint8)
+    best_count = np.zeros(classes.shape, dtype=np.uint8)
+    best_class = classes.copy()
+    own_count = np.zeros(classes.shape, dtype=np.uint8)
+    for value in np.unique(classes):
+        mask = classes == value
+        count = ndimage.convolve1d(mask.view(np.uint8), ones, axis=0, mode="nearest")
+        more = count > best_count
+        best_count[more], best_class[more] = count[more], value
+        own_count[mask] = count[mask]
+    return np.where(own_count == best_count, classes, best_class)
+
+
 def classify_volume(network: Any, volume: np.ndarray, pad_multiple: int, slice_axis: int = 2,
                     batch_size: int = DEFAULT_BATCH_SIZE,
                     on_batch: Callable[[int], None] | None = None, tta: bool = False,
-                    largest_component: bool = False, fill_holes: bool = False) -> np.ndarray:
-    """Class index per voxel (uint8, the volume's shape), slices taken along `slice_axis`."""
+                    largest_component: bool = False, fill_holes: bool = False,
+                    slice_vote: int = 1) -> np.ndarray:
+    """Class index per voxel (uint8, the volume's shape), slices taken along `slice_axis`; the
+    refinements in this order: the vote along the arm, the largest component, the hole filling."""
     if volume.ndim != 3:
         raise ValueError(f"expected a 3-D scan, got shape {volume.shape}")
     if slice_axis not in (0, 1, 2):
         raise ValueError(f"slice_axis must be 0, 1 or 2, got {slice_axis}")
     slices = np.moveaxis(volume, slice_axis, 0)
-    classes = classify_slices(network, slices, pad_multiple, batch_size, on_batch, tta)
+    classes = vote_along_slices(classify_slices(network, slices, pad_multiple, batch_size, on_batch, tta),
+                                slice_vote)
     if largest_component:
         classes = keep_largest_components(classes, int(network.outputs[0].shape[-1])
                                           if getattr(network, "outputs", None) else int(classes.max()) + 1)
@@ -205,7 +235,8 @@ class ArmsegUnet(PythonModel):
             classes = classify_volume(self.network, scan, self.pad_multiple, axis, tta=tta,
                                       largest_component=bool(params.get("largest_component",
                                                                         DEFAULT_LARGEST_COMPONENT)),
-                                      fill_holes=fill_holes)
+                                      fill_holes=fill_holes,
+                                      slice_vote=int(params.get("slice_vote", DEFAULT_SLICE_VOTE)))
         return self.raw_values[classes]
 
 

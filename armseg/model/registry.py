@@ -32,6 +32,7 @@ from armseg.io.labels import DEFAULT_LABEL_MAP, LabelMap
 from armseg.model.pyfunc import (
     DEFAULT_FILL_HOLES,
     DEFAULT_LARGEST_COMPONENT,
+    DEFAULT_SLICE_VOTE,
     DEFAULT_TTA,
     NETWORK_ARTIFACT,
     SETTINGS_ARTIFACT,
@@ -94,7 +95,8 @@ def scan_signature(info: InferenceInfo) -> ModelSignature:
         params=ParamSchema([ParamSpec("slice_axis", "long", info.slice_axis),
                             ParamSpec("tta", "boolean", DEFAULT_TTA),
                             ParamSpec("largest_component", "boolean", DEFAULT_LARGEST_COMPONENT),
-                            ParamSpec("fill_holes", "boolean", DEFAULT_FILL_HOLES)]),
+                            ParamSpec("fill_holes", "boolean", DEFAULT_FILL_HOLES),
+                            ParamSpec("slice_vote", "long", DEFAULT_SLICE_VOTE)]),
     )
 
 
@@ -105,7 +107,8 @@ def input_example() -> np.ndarray:
 
 def pip_requirements() -> list[str]:
     """What loading the model needs, pinned to what is installed here: MLflow, Keras, NumPy, SciPy
-    (the default refinements, largest component and hole filling, label with it) and the backend
+    (the default refinements, the vote along the arm, the largest component and the hole filling,
+    use it) and the backend
     that trained it (no armseg: the model's code travels with it; the `.keras` network itself
     loads on any backend).
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 
 from armseg.errors import ArmsegError
-from armseg.model.choices import DEFAULT_FILL_HOLES, DEFAULT_LARGEST_COMPONENT, DEFAULT_TTA
+from armseg.model.choices import (
+    DEFAULT_FILL_HOLES,
+    DEFAULT_LARGEST_COMPONENT,
+    DEFAULT_SLICE_VOTE,
+    DEFAULT_TTA,
+)
 from armseg.params import parse_bool, split_list, typed_value
 from armseg.predict.names import FORMS
 from armseg.predict.volume import DEFAULT_BATCH_SIZE, NONFINITE_CHOICES
@@ -30,6 +35,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fill-holes", nargs="?", const="true", default=str(DEFAULT_FILL_HOLES).lower(),
                         metavar="BOOL", help="in each slice, give a structure the background it encloses "
                                              "(default: %(default)s)")
+    parser.add_argument("--slice-vote", default=str(DEFAULT_SLICE_VOTE), metavar="N",
+                        help="each voxel takes the class most common in a window of N slices along the arm "
+                             "centred on it; 1 = off (default: %(default)s)")
     parser.add_argument("--nonfinite", default="error", metavar="WHAT",
                         help="NaN or infinite voxels in a scan: error (stop, naming the scan and the count) "
                              "or replace (by 0; the count is logged per scan) (default: %(default)s)")
@@ -46,6 +54,10 @@ def check(args: argparse.Namespace) -> None:
     args.tta = parse_bool(args.tta, "tta")
     args.largest_component = parse_bool(args.largest_component, "largest_component")
     args.fill_holes = parse_bool(args.fill_holes, "fill_holes")
+    args.slice_vote = typed_value(args.slice_vote, "slice_vote", int, DEFAULT_SLICE_VOTE)
+    if not 1 <= args.slice_vote <= 255 or args.slice_vote % 2 == 0:
+        raise ArmsegError(f"--slice-vote: must be an odd number of slices from 1 (off) to 255, "
+                          f"got {args.slice_vote}")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -56,6 +68,6 @@ def run(args: argparse.Namespace) -> None:
                                split_list(args.subjects) or None, overwrite=args.overwrite,
                                batch_size=args.batch_size, nonfinite=args.nonfinite,
                                refine=Refinements(tta=args.tta, largest_component=args.largest_component,
-                                                  fill_holes=args.fill_holes))
+                                                  fill_holes=args.fill_holes, slice_vote=args.slice_vote))
     folders = sorted({str(path.parent) for path in written})
     print(f"[armseg predict] {len(written)} predictions in: " + ", ".join(folders))

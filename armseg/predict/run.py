@@ -19,7 +19,12 @@ import pandas as pd
 from armseg import __version__
 from armseg.errors import ArmsegError
 from armseg.io.tree import Scan, data_root_key, prediction_path, prediction_sources, subjects_with_sources
-from armseg.model.choices import DEFAULT_FILL_HOLES, DEFAULT_LARGEST_COMPONENT, DEFAULT_TTA
+from armseg.model.choices import (
+    DEFAULT_FILL_HOLES,
+    DEFAULT_LARGEST_COMPONENT,
+    DEFAULT_SLICE_VOTE,
+    DEFAULT_TTA,
+)
 from armseg.predict.models import ResolvedModel, resolve_model
 from armseg.predict.sidecar import ModelRecord, now, read_sidecar, write_sidecar
 from armseg.predict.volume import DEFAULT_BATCH_SIZE, predict_file
@@ -36,6 +41,7 @@ class Refinements:
     tta: bool = DEFAULT_TTA
     largest_component: bool = DEFAULT_LARGEST_COMPONENT
     fill_holes: bool = DEFAULT_FILL_HOLES
+    slice_vote: int = DEFAULT_SLICE_VOTE
 
 
 @dataclass(frozen=True)
@@ -178,7 +184,7 @@ def _run_jobs(jobs: list[Job], overwrite: bool, batch_size: int,
         seconds, replaced = predict_file(model, info, job.scan.volume, job.out, batch_size,
                                          description=f"{job.model.folder} {job.subject} {job.scan.trial}",
                                          tta=refine.tta, largest_component=refine.largest_component,
-                                         fill_holes=refine.fill_holes,
+                                         fill_holes=refine.fill_holes, slice_vote=refine.slice_vote,
                                          nonfinite=nonfinite)
         mlflow.log_metric("seconds_per_scan", seconds, step=step)
         if nonfinite == "replace":

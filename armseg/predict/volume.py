@@ -18,7 +18,12 @@ from tqdm.auto import tqdm
 
 from armseg.io.geometry import to_slices
 from armseg.io.images import finite_voxels, read_image, write_like
-from armseg.model.choices import DEFAULT_FILL_HOLES, DEFAULT_LARGEST_COMPONENT, DEFAULT_TTA
+from armseg.model.choices import (
+    DEFAULT_FILL_HOLES,
+    DEFAULT_LARGEST_COMPONENT,
+    DEFAULT_SLICE_VOTE,
+    DEFAULT_TTA,
+)
 
 if TYPE_CHECKING:  # importing Keras starts TensorFlow: only when a model exists to run
     import keras
@@ -40,6 +45,7 @@ def predict_classes(
     tta: bool = DEFAULT_TTA,
     largest_component: bool = DEFAULT_LARGEST_COMPONENT,
     fill_holes: bool = DEFAULT_FILL_HOLES,
+    slice_vote: int = DEFAULT_SLICE_VOTE,
 ) -> np.ndarray:
     """Class index per voxel (uint8, same shape as `volume`), slices taken along `info.slice_axis`.
 
@@ -50,7 +56,8 @@ def predict_classes(
 
     to_slices(volume, info.slice_axis)  # the shape and axis checks, as armseg errors
     return classify_volume(model, volume, info.pad_multiple, info.slice_axis, batch_size, on_batch,
-                           tta=tta, largest_component=largest_component, fill_holes=fill_holes)
+                           tta=tta, largest_component=largest_component, fill_holes=fill_holes,
+                           slice_vote=slice_vote)
 
 
 def predict_file(
@@ -63,6 +70,7 @@ def predict_file(
     tta: bool = DEFAULT_TTA,
     largest_component: bool = DEFAULT_LARGEST_COMPONENT,
     fill_holes: bool = DEFAULT_FILL_HOLES,
+    slice_vote: int = DEFAULT_SLICE_VOTE,
     nonfinite: str = "error",
 ) -> tuple[float, int]:
     """Predict one volume file and write raw labels on its grid (atomically); returns the seconds
@@ -73,6 +81,7 @@ def predict_file(
     slices = image.array.shape[info.slice_axis]
     with tqdm(total=slices, desc=description or source.name, unit="slice") as bar:
         classes = predict_classes(model, volume, info, batch_size, bar.update,
-                                  tta=tta, largest_component=largest_component, fill_holes=fill_holes)
+                                  tta=tta, largest_component=largest_component, fill_holes=fill_holes,
+                                  slice_vote=slice_vote)
     write_like(out, info.label_map.decode(classes), image)
     return time.perf_counter() - started, replaced
