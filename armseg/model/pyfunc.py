@@ -43,7 +43,7 @@ DEFAULT_BATCH_SIZE = 16
 DEFAULT_TTA = True
 DEFAULT_LARGEST_COMPONENT = True
 DEFAULT_FILL_HOLES = True
-DEFAULT_SLICE_VOTE = 1
+DEFAULT_SLICE_VOTE = 5
 
 
 def padded_size(size: int, multiple: int) -> int:
