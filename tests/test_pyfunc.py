@@ -172,6 +172,9 @@ def test_slice_vote_closes_a_bay_one_slice_alone_shows_and_a_tie_keeps_the_voxel
     np.testing.assert_array_equal(vote_along_slices(tie, 5), tie)
     assert list(vote_along_slices(tie, 3)[:, 0, 0]) == [1, 1, 2, 2, 0]
     np.testing.assert_array_equal(vote_along_slices(classes, 1), classes)
+    for window in (0, 4, 257):  # an even window has no centre; counts are uint8
+        with pytest.raises(ValueError, match="slice_vote must be an odd number"):
+            vote_along_slices(classes, window)
 
 
 def test_largest_component_removes_islands_per_structure() -> None:

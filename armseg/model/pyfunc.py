@@ -139,7 +139,9 @@ def vote_along_slices(classes: np.ndarray, window: int) -> np.ndarray:
 
     One class at a time, counts in uint8: no per-class stack of the volume is held.
     """
-    if window <= 1 or len(classes) < 2:
+    if not 1 <= window <= 255 or window % 2 == 0:  # counts are uint8, and a window has a centre
+        raise ValueError(f"slice_vote must be an odd number of slices from 1 (off) to 255, got {window}")
+    if window == 1 or len(classes) < 2:
         return classes
     from scipy import ndimage  # only when asked for: loading the model needs no SciPy
 

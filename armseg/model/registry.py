@@ -108,9 +108,8 @@ def input_example() -> np.ndarray:
 def pip_requirements() -> list[str]:
     """What loading the model needs, pinned to what is installed here: MLflow, Keras, NumPy, SciPy
     (the default refinements, the vote along the arm, the largest component and the hole filling,
-    use it) and the backend
-    that trained it (no armseg: the model's code travels with it; the `.keras` network itself
-    loads on any backend).
+    use it) and the backend that trained it (no armseg: the model's code travels with it; the
+    `.keras` network itself loads on any backend).
 
     Given explicitly because MLflow's own inference re-imports the backend in a subprocess,
     which costs ~20 s per logged model on a small CPU.
