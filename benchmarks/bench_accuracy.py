@@ -184,6 +184,20 @@ def divided(ours: float, plain: float) -> str:
     return f"{ours / plain:.3f}" if plain else "n/a (plain 0)"
 
 
+def reused_models(cache: Path, source: str, row: str, seeds: list[int]) -> dict[int, dict]:
+    """Seed -> the train result an earlier row recorded; refused before any data is generated when
+    the row, or a model for one of `seeds`, does not exist."""
+    record = cache / f"results-{source}-{row}.json"
+    if not record.is_file():
+        raise SystemExit(f"--reuse {row}: no such row ({record} is missing)")
+    earlier = {result["seed"]: result for result in json.loads(record.read_text())[row]}
+    missing = sorted(set(seeds) - set(earlier))
+    if missing:
+        raise SystemExit(f"--reuse {row}: that row trained no model for seed(s) "
+                         f"{', '.join(map(str, missing))} (it has {sorted(earlier)}); pass --seeds")
+    return earlier
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", choices=("independent", "synth"), default="independent")
@@ -198,18 +212,8 @@ def main() -> None:
                         "implies --skip-plain")
     args = parser.parse_args()
 
-    earlier = {}
-    if args.reuse:
-        args.skip_plain = True
-        record = args.cache / f"results-{args.source}-{args.reuse}.json"
-        if not record.is_file():
-            raise SystemExit(f"--reuse {args.reuse}: no such row ({record} is missing)")
-        rows = json.loads(record.read_text())[args.reuse]
-        earlier = {row["seed"]: row for row in rows}
-        missing = sorted(set(args.seeds) - set(earlier))
-        if missing:
-            raise SystemExit(f"--reuse {args.reuse}: that row trained no model for seed(s) "
-                             f"{', '.join(map(str, missing))} (it has {sorted(earlier)}); pass --seeds")
+    earlier = reused_models(args.cache, args.source, args.reuse, args.seeds) if args.reuse else {}
+    args.skip_plain = args.skip_plain or bool(args.reuse)
     root, subjects = prepare(args.source, args.cache)
     experiment = f"accuracy-{args.source}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{args.cache / 'mlflow.db'}",

@@ -125,7 +125,6 @@ def logged_config(params: dict[str, str]) -> tuple[TrainConfig, str | None]:
     values = {name: typed(name, params[name]) if params.get(name) not in (None, "None") else None
               for name in PARSERS if name in params}
     values = {k: v for k, v in values.items() if v is not None}
-    values.setdefault("ema_momentum", 0.0)  # runs logged before it existed trained the raw weights
     return TrainConfig(**_crops_as_logged(_percents_to_100(values))), params.get("precision_used")
 
 
@@ -281,6 +280,7 @@ def compiled_trainer(config: TrainConfig, policy: str, steps_per_epoch: int) -> 
                 keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps,
                                                        alpha=FINAL_FRACTION))
     # Keras keeps the moving average in the optimizer; AveragedWeights swaps it in at each epoch's end.
+    # Off, the momentum stays Keras's default, so the logged optimizer_ema_momentum is as it always was.
     optimizer = keras.optimizers.Adam(schedule, use_ema=config.ema_momentum > 0,
                                       ema_momentum=config.ema_momentum or 0.99)
     model.compile(optimizer=optimizer, loss=make_loss(config.loss, labels.num_classes),
