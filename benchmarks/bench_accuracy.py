@@ -9,7 +9,7 @@ Each seed trains both back to back, so the two see the same machine load.
 armseg's side is the real CLI, tracked: `armseg train`, `armseg predict`, `armseg evaluate` into
 the experiment `accuracy-<source>` of `<cache>/mlflow.db`, so every figure printed here is also a
 run one can open (`mlflow ui --backend-store-uri sqlite:///<cache>/mlflow.db`). Extra train
-flags (`--train-args "--epochs 20 --context 0"`) make an ablation row; `--name` labels it.
+flags (`--train-args "--epochs 48 --loss ce"`) make an ablation row; `--name` labels it.
 
     python benchmarks/bench_accuracy.py                       # defaults vs plain, seeds 0 1 2
     python benchmarks/bench_accuracy.py --source synth        # the confirmation phantom
