@@ -43,6 +43,9 @@ HUMERUS_RAW = (7, 6, 1)
 BICEPS_RAW = (52,)
 GROUP = "group_1_1"
 HERE = Path(__file__).resolve().parent
+# Issue 15's goal for the defaults, on every seed: mean IoU, worst scan, Keras's fit on 2 CPU cores.
+GOAL_MEAN, GOAL_WORST, GOAL_FIT_SECONDS = 0.97, 0.95, 180.0
+Summary = tuple[float, float, float, float]
 
 
 def armseg_command() -> list[str]:
@@ -172,7 +175,7 @@ def plain_side(root: Path, subjects: list[str], seed: int, env: dict[str, str], 
     return {"train_seconds": seconds, "fit_seconds": seconds, "scores": score(predictions, held_out(root))}
 
 
-def summary(result: dict) -> tuple[float, float, float, float]:
+def summary(result: dict) -> Summary:
     """(mean IoU, worst scan, whole train command seconds, fit seconds) of one trained model."""
     values = list(result["scores"].values())
     fit = result.get("fit_seconds", 0.0)
@@ -196,6 +199,29 @@ def reused_models(cache: Path, source: str, row: str, seeds: list[int]) -> dict[
         raise SystemExit(f"--reuse {row}: that row trained no model for seed(s) "
                          f"{', '.join(map(str, missing))} (it has {sorted(earlier)}); pass --seeds")
     return earlier
+
+
+def goal_lines(ours: list[Summary], plain: list[Summary]) -> list[str]:
+    """The goal, criterion by criterion, as met or not with the figures that decide it.
+
+    "Ahead of the plain script at equal wall time" is read per seed: a higher mean IoU and a
+    higher worst scan in no more fit time than the plain script's."""
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    means, worsts, fits = ([value[i] for value in ours] for i in (0, 1, 3))
+    lines = [f"mean IoU >= {GOAL_MEAN} on every seed: {verdict(min(means) >= GOAL_MEAN)} "
+             f"({min(means):.4f}-{max(means):.4f})",
+             f"worst scan >= {GOAL_WORST} on every seed: {verdict(min(worsts) >= GOAL_WORST)} "
+             f"({', '.join(f'{value:.4f}' for value in worsts)})",
+             f"fit <= {GOAL_FIT_SECONDS:.0f} s on every seed: {verdict(max(fits) <= GOAL_FIT_SECONDS)} "
+             f"({', '.join(f'{value:.0f}' for value in fits)} s)"]
+    if len(plain) != len(ours):
+        return [*lines, "ahead of the plain script at equal wall time: not measured (--skip-plain)"]
+    ahead = all(a[0] > p[0] and a[1] > p[1] and a[3] <= p[3] for a, p in zip(ours, plain, strict=True))
+    gaps = ", ".join(f"{a[0] - p[0]:+.3f} in {a[3] / p[3]:.2f}x its fit" if p[3] else "n/a"
+                     for a, p in zip(ours, plain, strict=True))
+    return [*lines, f"ahead of the plain script at equal wall time: {verdict(ahead)} (mean IoU {gaps})"]
 
 
 def main() -> None:
@@ -251,6 +277,10 @@ def main() -> None:
         worst = divided(min(v[1] for v in ours), min(v[1] for v in plain))
         print(f"ratio armseg/plain: mean IoU {ratio(0)}, worst scan {worst}, train time {ratio(2)}, "
               f"fit time {ratio(3)}")
+    if args.source == "independent":
+        print(f"goal of issue 15 for row {args.name} ({len(rows[args.name])} seeds):")
+        for line in goal_lines(rows[args.name], rows.get("plain", [])):
+            print(f"  {line}")
     record = args.cache / f"results-{args.source}-{args.name}.json"
     record.write_text(json.dumps(results, indent=2))
     print(f"per-scan scores: {record}")
