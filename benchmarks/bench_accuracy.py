@@ -43,6 +43,7 @@ HUMERUS_RAW = (7, 6, 1)
 BICEPS_RAW = (52,)
 GROUP = "group_1_1"
 HERE = Path(__file__).resolve().parent
+CACHE = HERE.parent / ".bench_cache" / "accuracy"  # shared with bench_epoch.py
 # Issue 15's goal for the defaults, on every seed: mean IoU, worst scan, Keras's fit on 2 CPU cores.
 GOAL_MEAN, GOAL_WORST, GOAL_FIT_SECONDS = 0.97, 0.95, 180.0
 Summary = tuple[float, float, float, float]
@@ -232,7 +233,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", choices=("independent", "synth"), default="independent")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--cache", type=Path, default=HERE.parent / ".bench_cache" / "accuracy")
+    parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument("--name", default="defaults", help="the armseg row's label (an ablation variant)")
     parser.add_argument("--train-args", default="", help="extra `armseg train` flags, one string")
     parser.add_argument("--predict-args", default="", help="extra `armseg predict` flags, one string")

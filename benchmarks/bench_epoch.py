@@ -4,10 +4,10 @@
 
 Trains armseg's defaults (the real `train`, MLflow run and callbacks included, into a scratch
 store) on the accuracy benchmark's independent group (benchmarks/independent_phantom.py, written
-once into the cache it shares with bench_accuracy.py) and splits each epoch after the first (which
-compiles) into the steps, the validation pass and the work the callbacks do after it (the best and
-resume checkpoints, the metrics, the heartbeat). The shares say what a fixed time budget could win
-by validating or checkpointing less: only what those two take.
+once into the cache it shares with bench_accuracy.py, by its `prepare`) and splits each epoch
+after the first (which compiles) into the steps, the validation pass and the work the callbacks
+do after it (the best and resume checkpoints, the metrics, the heartbeat). The shares say what a
+fixed time budget could win by validating or checkpointing less: only what those two take.
 """
 
 from __future__ import annotations
@@ -23,12 +23,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import mlflow  # noqa: E402
-from independent_phantom import write_source  # noqa: E402
+from bench_accuracy import CACHE, GROUP, prepare  # noqa: E402
 
 from armseg.train.config import TrainConfig  # noqa: E402
 from armseg.train.run import train  # noqa: E402
-
-HERE = Path(__file__).resolve().parent
 
 
 class EpochParts(keras.callbacks.Callback):
@@ -58,18 +56,17 @@ class EpochParts(keras.callbacks.Callback):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--cache", type=Path, default=HERE.parent / ".bench_cache" / "accuracy")
+    parser.add_argument("--cache", type=Path, default=CACHE)
     args = parser.parse_args()
-    root = args.cache / "independent" / "data"
-    write_source(root, seed=101)
+    if args.epochs < 2:
+        raise SystemExit("--epochs must be at least 2 (the first epoch compiles and is not counted)")
+    root, _ = prepare("independent", args.cache)
     clock = EpochParts()
     with tempfile.TemporaryDirectory(prefix="bench-epoch-") as scratch:
         mlflow.set_tracking_uri(f"sqlite:///{Path(scratch) / 'mlflow.db'}")
-        config = TrainConfig(group="group_1_1", data_root=str(root), epochs=args.epochs)
+        config = TrainConfig(group=GROUP, data_root=str(root), epochs=args.epochs)
         train(config, [clock], register=False)
     timed = clock.parts[1:]
-    if not timed:
-        raise SystemExit("--epochs must be at least 2 (the first epoch compiles and is not counted)")
     steps, validation, bookkeeping = (statistics.median(part[i] for part in timed) for i in range(3))
     total = steps + validation + bookkeeping
     print(f"\nmedian of epochs 2-{args.epochs} of armseg's defaults on the independent group "
