@@ -9,7 +9,8 @@ It is also armseg's own inference loop (`armseg.predict.volume` calls `classify_
 Input: a 3-D scan of any numeric dtype (uint8, int16, float...) and any in-plane size, its
 slices along the model's slice axis (param `slice_axis` overrides it: 0 takes a batch of
 2-D slices), or one 2-D slice. Each slice is zero-padded to the network's multiple, normalised
-inside the network, classified and cropped back; the classes are written as the model's raw
+inside the network, classified and cropped back (a network trained with `context` takes each
+slice with its neighbours along the arm as channels, built here); the classes are written as the model's raw
 label values (OpenArm: 0, 7 humerus, 52 biceps). MLflow's tensor schema admits exactly one
 dtype and would refuse a uint8 scan, so the signature declares the output and the params and
 the input example shows the input; the model checks its input itself.
@@ -52,19 +53,32 @@ def padded_size(size: int, multiple: int) -> int:
 
 def classify_slices(network: Any, stack: np.ndarray, pad_multiple: int, batch_size: int = DEFAULT_BATCH_SIZE,
                     on_batch: Callable[[int], None] | None = None, tta: bool = False) -> np.ndarray:
-    """Class index per pixel (uint8) of (N, H, W) slices, in batches, padded and cropped back."""
+    """Class index per pixel (uint8) of (N, H, W) slices, in batches, padded and cropped back.
+
+    A network trained with `context` k takes 2k + 1 channels: each slice between its k neighbours
+    on each side in `stack` (the end slice repeated past the ends), as it was trained."""
     count, height, width = stack.shape
     rows, columns = padded_size(height, pad_multiple), padded_size(width, pad_multiple)
     classes = np.empty((count, height, width), dtype=np.uint8)
     classify = batch_classifier(network, tta)
+    channels = input_channels(network)
+    offsets = np.arange(channels) - channels // 2
     for start in range(0, count, batch_size):
-        part = stack[start:start + batch_size]
-        batch = np.zeros((len(part), rows, columns, 1), dtype=np.float32)
-        batch[:, :height, :width, 0] = part
-        classes[start:start + len(part)] = classify(batch)[:, :height, :width]
+        stop = min(start + batch_size, count)
+        around = np.clip(np.arange(start, stop)[:, None] + offsets, 0, count - 1)
+        batch = np.zeros((stop - start, rows, columns, channels), dtype=np.float32)
+        batch[:, :height, :width] = np.moveaxis(stack[around], 1, -1)
+        classes[start:stop] = classify(batch)[:, :height, :width]
         if on_batch is not None:
-            on_batch(len(part))
+            on_batch(stop - start)
     return classes
+
+
+def input_channels(network: Any) -> int:
+    """The grey channels the network takes: 1, or 2k + 1 for a slice between k neighbours a side."""
+    inputs = getattr(network, "inputs", None)
+    channels = inputs[0].shape[-1] if inputs else None
+    return int(channels) if channels else 1
 
 
 def batch_classifier(network: Any, tta: bool = False) -> Callable[[np.ndarray], np.ndarray]:

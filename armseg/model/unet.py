@@ -22,12 +22,14 @@ def build_unet(
     normalization: str = "slice",
     mean: float = 0.0,
     batch_norm: bool = True,
+    channels: int = 1,
 ) -> keras.Model:
-    """Fully convolutional: any (H, W) divisible by 2**depth, one grey channel in, softmax out."""
+    """Fully convolutional: any (H, W) divisible by 2**depth, softmax out. `channels` grey channels
+    in: the slice alone, or the slice between its neighbours along the arm (2.5D, `context`)."""
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
     regularizer = regularizers.L2(weight_decay) if weight_decay > 0 else None
-    inputs = keras.Input(shape=(None, None, 1), name="image", dtype="float32")
+    inputs = keras.Input(shape=(None, None, channels), name="image", dtype="float32")
     x = _normalize(inputs, normalization, mean)
     skips = []
     for level in range(depth):

@@ -88,7 +88,8 @@ class RandomTransforms:
 
 def augment_batch(images, labels, ranges: RandomTransforms = RandomTransforms(),  # noqa: B008 (frozen)
                   seed=0):
-    """(uint/float (B, H, W) images, uint8 (B, H, W) labels) -> float32 (B, H, W, 1), uint8 (B, H, W).
+    """(uint/float (B, H, W) or (B, H, W, C) images, uint8 (B, H, W) labels) -> float32
+    (B, H, W, 1) or (B, H, W, C), uint8 (B, H, W).
 
     `seed` is an int or a `keras.random.SeedGenerator` (a layer's own, inside a train step).
     """
@@ -96,14 +97,15 @@ def augment_batch(images, labels, ranges: RandomTransforms = RandomTransforms(),
     from keras import ops
 
     generator = keras.random.SeedGenerator(seed) if isinstance(seed, int) else seed
-    images = ops.cast(images, "float32")[..., None]
+    images = ops.cast(images, "float32")
+    images = images[..., None] if len(images.shape) == 3 else images
     labels = ops.cast(labels, "float32")[..., None]
     images, labels = transform_pair(images, labels, ranges, generator)
     return images, ops.cast(labels[..., 0], "uint8")
 
 
 def transform_pair(images, labels, ranges: RandomTransforms, seed):
-    """The same random geometry for float32 (B, H, W, 1) images and class maps (labels by nearest
+    """The same random geometry for float32 (B, H, W, C) images and class maps (labels by nearest
     neighbour, so they stay class ids), then the intensity and texture jitter of the images."""
     from keras import ops
 
@@ -196,9 +198,10 @@ def _elastic_warp(images, labels, magnitude: float, seed):
                     0.0, high_col)
 
     def gather(source, at_rows, at_cols):
-        flat = ops.reshape(source, (batch, -1))
-        index = ops.cast(at_rows, "int32") * width + ops.cast(at_cols, "int32")
-        return ops.reshape(ops.take_along_axis(flat, ops.reshape(index, (batch, -1)), axis=1), shape)
+        index = ops.reshape(ops.cast(at_rows, "int32") * width + ops.cast(at_cols, "int32"), (batch, -1))
+        planes = [ops.take_along_axis(ops.reshape(source[..., c], (batch, -1)), index, axis=1)
+                  for c in range(source.shape[-1])]  # each channel (a neighbouring slice) alike
+        return ops.reshape(ops.stack(planes, axis=-1), ops.shape(source))
 
     row0, col0 = ops.floor(rows), ops.floor(cols)
     row1, col1 = ops.minimum(row0 + 1.0, high_row), ops.minimum(col0 + 1.0, high_col)

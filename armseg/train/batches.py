@@ -1,6 +1,7 @@
 """Feeding a split's slices to Keras in batches, on every backend (a `keras.utils.PyDataset`).
 
-Each batch is the slices and their class maps stacked as two channels, (B, H, W, 2), still in
+Each batch is the slices and their class maps stacked as channels, (B, H, W, C + 1): C image
+channels (1, or the slice between its neighbours with `context`), the class map last, still in
 their stored integer types: the host only gathers bytes (one byte per voxel for 8-bit scans),
 and the casting and the random transforms happen inside the train step on the training device
 (armseg.train.trainer). Gathering a batch is a copy of a few hundred kilobytes, so it happens in
@@ -30,7 +31,8 @@ DEFAULT_WORKERS = 1
 
 
 class SliceBatches(keras.utils.PyDataset):
-    """(B, H, W, 2) batches of [image, labels]; shuffled and endless for training, in order otherwise."""
+    """(B, H, W, C + 1) batches of [image channels, labels]; shuffled and endless for training, in
+    order otherwise."""
 
     def __init__(self, slices: SliceSet, batch_size: int, training: bool, seed: int = 0,
                  steps: int | None = None, first_epoch: int = 0, workers: int = DEFAULT_WORKERS):
@@ -38,6 +40,7 @@ class SliceBatches(keras.utils.PyDataset):
         if len(slices) == 0:
             raise ValueError("no slices to batch")
         self.images, self.labels = slices.images, slices.labels
+        self.channels = slices.channels
         self.batch_size = int(batch_size)
         self.training = training
         self.seed = int(seed)
@@ -53,9 +56,9 @@ class SliceBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int) -> tuple[np.ndarray]:
         indices = self.training_indices(self.epoch, index) if self.training else np.arange(
             index * self.batch_size, min((index + 1) * self.batch_size, len(self.images)))
-        batch = np.empty((indices.size, *self.images.shape[1:], 2), dtype=self.dtype)
-        batch[..., 0] = self.images[indices]
-        batch[..., 1] = self.labels[indices]
+        batch = np.empty((indices.size, *self.labels.shape[1:], self.channels + 1), dtype=self.dtype)
+        batch[..., :-1] = self.images[indices].reshape(*batch.shape[:-1], self.channels)
+        batch[..., -1] = self.labels[indices]
         return (batch,)
 
     def on_epoch_end(self) -> None:

@@ -34,6 +34,8 @@ HELP = {
     "dropout": "dropout rate at the bottom of the U-Net",
     "base_filters": "filters of the first level, doubling per level (OpenArm: 64)",
     "depth": "poolings; slices are padded to multiples of 2**depth (OpenArm: 5)",
+    "context": "neighbouring slices on each side given to the network as more input channels (2.5D; "
+               "0 = the slice alone): the network sees the arm's third dimension",
     "loss": "ce, dice or ce+dice (sparse: integer labels, no one-hot)",
     "include_augmented": "train on the group's augmented copies (*_ed, *_rot*) too (true/false)",
     "precision": "float32, mixed_bfloat16 or auto (bf16 where AMX/AVX512-BF16 or a bf16 GPU exists)",

@@ -32,6 +32,9 @@ OPENARM_ONLY_KEYS = ("models_dir", "max_to_keep", "ckpt_n_hours")
 # replace them by 0 and log how many there were.
 NONFINITE_CHOICES = ("error", "replace")
 _RANGES = RandomTransforms()
+# The most neighbouring slices on each side `context` takes in as channels: beyond a few, the
+# neighbours are other anatomy, and every one more is a copy of the slice in memory and in a batch.
+MAX_CONTEXT = 4
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class TrainConfig:
     dropout: float = 0.1
     base_filters: int = 16
     depth: int = 4
+    context: int = 0
     loss: str = "ce+dice"
     include_augmented: bool = True
     precision: str = "auto"
@@ -281,6 +285,8 @@ def _check(config: TrainConfig) -> None:
         raise bad("keep_percent", "must be above 0 and at most 100")
     if config.total_keep is not None and config.total_keep < 1:
         raise bad("total_keep", "must be at least 1 (or None for no cap)")
+    if not 0 <= config.context <= MAX_CONTEXT:
+        raise bad("context", f"must be from 0 (one slice) to {MAX_CONTEXT} (neighbours on each side)")
     if not 0 <= config.dropout < 1:
         raise bad("dropout", "must be in [0, 1)")
     if config.learning_rate <= 0 or config.weight_decay < 0:

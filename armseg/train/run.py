@@ -300,7 +300,7 @@ def _build(config: TrainConfig) -> keras.Model:
     return build_unet(depth=config.depth, base_filters=config.base_filters,
                       num_classes=config.label_mapping.num_classes, dropout=config.dropout,
                       weight_decay=config.weight_decay, normalization=config.normalization,
-                      mean=config.mean, batch_norm=config.batch_norm)
+                      mean=config.mean, batch_norm=config.batch_norm, channels=2 * config.context + 1)
 
 
 def inference_model(config: TrainConfig, policy: str) -> keras.Model:
@@ -404,10 +404,10 @@ def _spread(count: int, picks: int = OVERLAY_SLICES) -> np.ndarray:
 def _log_overlays(model: keras.Model, val: SliceSet, config: TrainConfig) -> None:
     """Prediction (filled) over ground truth (outline) on a few validation slices."""
     picks = _spread(len(val))
-    images = val.images[picks].astype(np.float32)
-    predicted = np.argmax(model.predict(images[..., None], verbose=0), axis=-1)
-    figure = overlay_figure(images, val.labels[picks], predicted, picks, config.label_mapping.foreground,
-                            config.group)
+    inputs = val.images[picks].astype(np.float32).reshape(*val.labels[picks].shape, val.channels)
+    predicted = np.argmax(model.predict(inputs, verbose=0), axis=-1)
+    figure = overlay_figure(val.middle(picks).astype(np.float32), val.labels[picks], predicted, picks,
+                            config.label_mapping.foreground, config.group)
     mlflow.log_figure(figure, "overlays/val_overlays.png")
 
 
@@ -416,6 +416,7 @@ def _log_transform_examples(train_set: SliceSet, config: TrainConfig) -> None:
     picks = _spread(len(train_set))
     images, labels = augment_batch(train_set.images[picks], train_set.labels[picks], config.transforms,
                                    seed=config.seed)
-    figure = transforms_figure(train_set.images[picks], np.asarray(images)[..., 0], np.asarray(labels), picks,
-                               config.label_mapping.num_classes)
+    middle = train_set.channels // 2
+    figure = transforms_figure(train_set.middle(picks), np.asarray(images)[..., middle], np.asarray(labels),
+                               picks, config.label_mapping.num_classes)
     mlflow.log_figure(figure, "overlays/augmentation_examples.png")

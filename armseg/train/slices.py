@@ -2,7 +2,9 @@
 
 Slices are held as the volume's own integer type and labels as uint8 class indices; batches are
 cast to float32 only as they stream, so memory is ~one byte per voxel instead of OpenArm's
-float64 one-hot (8 x classes bytes).
+float64 one-hot (8 x classes bytes). With `context` k, each slice is stacked with its k
+neighbours on each side along the arm as channels (2k + 1 bytes per voxel): the neighbours come
+from the whole scan, kept or not, and repeat the end slice at the scan's ends, as at predict.
 """
 
 from __future__ import annotations
@@ -25,13 +27,23 @@ from armseg.train.split import SPLITS, Part, Split, plan_split
 
 @dataclass(frozen=True)
 class SliceSet:
-    """Stacked slices of one split: images (N, H, W) as stored, labels (N, H, W) uint8."""
+    """Stacked slices of one split: images (N, H, W) as stored, or (N, H, W, 2k + 1) with k
+    neighbours on each side as channels (the slice in the middle); labels (N, H, W) uint8."""
 
     images: np.ndarray
     labels: np.ndarray
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[3]) if self.images.ndim == 4 else 1
+
+    def middle(self, picks: np.ndarray) -> np.ndarray:
+        """The picked slices themselves, (n, H, W), without their neighbours."""
+        chosen = self.images[picks]
+        return chosen[..., self.channels // 2] if chosen.ndim == 4 else chosen
 
 
 def group_folder(config: TrainConfig) -> Path:
@@ -97,7 +109,7 @@ def load_group(config: TrainConfig, pad_multiple: int, progress: bool = True) ->
                           f"({split.summary()}); check --val-percent and the group's scans")
     height = padded_size(max(v[0].shape[1] for v in volumes.values()), pad_multiple)
     width = padded_size(max(v[0].shape[2] for v in volumes.values()), pad_multiple)
-    sets = {name: _stack(split.parts[name], volumes, height, width) for name in SPLITS}
+    sets = {name: _stack(split.parts[name], volumes, height, width, config.context) for name in SPLITS}
     return GroupData(folder=folder, split=split, sets=sets, pad_multiple=pad_multiple,
                      nonfinite_replaced=replaced)
 
@@ -119,18 +131,31 @@ def _read_slices(scan: Scan, labels: LabelMap, slice_axis: int) -> tuple[np.ndar
     return to_slices(array, slice_axis), classes, labelled
 
 
+def neighbours(indices: np.ndarray, count: int, context: int) -> np.ndarray:
+    """(n, 2 context + 1) slice numbers: each index's neighbours along the arm, itself in the
+    middle, the scan's first or last slice repeated past its ends."""
+    offsets = np.arange(-context, context + 1)
+    return np.clip(np.asarray(indices)[:, None] + offsets, 0, count - 1)
+
+
 def _stack(parts: list[Part], volumes: dict[str, tuple[np.ndarray, np.ndarray]], height: int,
-           width: int) -> SliceSet:
-    """One (N, height, width) array per split, zero-padded at the far edges like prediction does."""
+           width: int, context: int = 0) -> SliceSet:
+    """One (N, height, width[, 2 context + 1]) array per split, zero-padded at the far edges like
+    prediction does."""
     count = sum(p.indices.size for p in parts)
     dtype = np.result_type(*(volumes[p.scan.trial][0].dtype for p in parts)) if parts else np.uint8
-    images = np.zeros((count, height, width), dtype=dtype)
+    channels = (2 * context + 1,) if context else ()
+    images = np.zeros((count, height, width, *channels), dtype=dtype)
     classes = np.zeros((count, height, width), dtype=np.uint8)
     at = 0
     for part in parts:
         source_images, source_labels = volumes[part.scan.trial]
         n, h, w = part.indices.size, source_images.shape[1], source_images.shape[2]
-        images[at:at + n, :h, :w] = source_images[part.indices]
+        if context:
+            around = neighbours(part.indices, source_images.shape[0], context)
+            images[at:at + n, :h, :w] = np.moveaxis(source_images[around], 1, -1)
+        else:
+            images[at:at + n, :h, :w] = source_images[part.indices]
         classes[at:at + n, :h, :w] = source_labels[part.indices]
         at += n
     return SliceSet(images, classes)

@@ -3,7 +3,8 @@
 Neighbouring ultrasound slices are near-copies of each other, so:
 - With enough scans (two or more left to train after one per held-out split), whole scans go to
   train, validation or test; with too few, every scan is cut into contiguous blocks along the arm,
-  train | gap | val | gap | test, and the gap slices are dropped.
+  train | gap | val | gap | test, and the gap slices are dropped. With `context` k (neighbours as
+  input channels) the gap is at least 2k slices, so no slice is seen by two blocks.
 - Augmented copies (`*_ed`, `*_rot`, `*_rot10`) only ever train, and only when their source scan
   (or its training block) trains: a rotated copy of a validation scan would leak it into training.
 - Unlabelled slices (segmentation all 0: real scans are often segmented over part of their
@@ -145,9 +146,9 @@ def _whole(scan: Scan, lengths: dict[str, int]) -> Part:
     return Part(scan, np.arange(lengths[scan.trial]))
 
 
-def block_bounds(length: int, shares: np.ndarray) -> dict[str, np.ndarray]:
+def block_bounds(length: int, shares: np.ndarray, context: int = 0) -> dict[str, np.ndarray]:
     """Contiguous train | gap | val | gap | test slice indices of one scan of `length` slices."""
-    gap = max(2, length // 20)
+    gap = max(2, length // 20, 2 * context)
     gaps = gap * (int(shares[1] > 0) + int(shares[2] > 0))
     usable = length - gaps
     fractions = shares / shares.sum()
@@ -181,7 +182,8 @@ def _split_by_block(families: dict[str, list], eligible: list[str], shares: np.n
         # Blocks along the slices that count: the labelled ones when unlabelled slices are skipped.
         along = labelled[original.trial] if labelled is not None else np.arange(lengths[original.trial])
         try:
-            bounds = {name: along[block] for name, block in block_bounds(along.size, shares).items()}
+            blocks = block_bounds(along.size, shares, config.context)
+            bounds = {name: along[block] for name, block in blocks.items()}
         except ArmsegError as error:
             raise ArmsegError(f"{original.folder}: {error}") from error
         for name in SPLITS:

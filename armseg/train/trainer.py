@@ -1,13 +1,14 @@
 """The model Keras fits: the U-Net behind the random transforms, both inside one compiled train step.
 
-Batches arrive as (B, H, W, 2) arrays, the slice and its class map stacked as two channels in
-their stored integer types (armseg.train.batches). `SegmentationTrainer.call` moves both through
-the same random geometry on the device that trains (GPU, or the CPU's threads), so the host only
-gathers bytes and the accelerator never waits for augmentation. Its output carries the
-transformed labels as one more channel, which the overridden `compute_loss`/`compute_metrics`
-(public Keras 3 hooks, the same on every backend) split off and score the probabilities against.
-Validation and test batches pass untransformed. What is exported and registered is `unet`
-alone (train/run.py), a plain functional U-Net with no trace of the training wrapper.
+Batches arrive as (B, H, W, C + 1) arrays, the slice (C channels: with `context`, its neighbours
+too) and its class map stacked as channels in their stored integer types (armseg.train.batches).
+`SegmentationTrainer.call` moves both through the same random geometry on the device that trains
+(GPU, or the CPU's threads), so the host only gathers bytes and the accelerator never waits for
+augmentation. Its output carries the transformed labels as one more channel, which the overridden
+`compute_loss`/`compute_metrics` (public Keras 3 hooks, the same on every backend) split off and
+score the probabilities against. Validation and test batches pass untransformed. What is exported
+and registered is `unet` alone (train/run.py), a plain functional U-Net with no trace of the
+training wrapper.
 """
 
 from __future__ import annotations
@@ -66,8 +67,8 @@ class SegmentationTrainer(keras.Model):
         self.built = True
 
     def call(self, pairs, training: bool = False):
-        images = ops.cast(pairs[..., :1], "float32")
-        labels = ops.cast(pairs[..., 1:], "float32")
+        images = ops.cast(pairs[..., :-1], "float32")
+        labels = ops.cast(pairs[..., -1:], "float32")
         if training and self.transforms is not None:
             images, labels = self.transforms(images, labels)
         probabilities = self.unet(images, training=training)
