@@ -197,3 +197,17 @@ def test_early_stopping_watches_from_half_the_epochs_on() -> None:
         if stopper.model.stop_training and stopped_at is None:
             stopped_at = epoch
     assert stopped_at == 9  # best 0.8 at epoch 7, two epochs without better; never during the first 6
+
+
+def test_a_run_logged_before_keep_weights_resumes_keeping_the_best_epoch() -> None:
+    """Runs logged before the choice existed kept the best epoch; a resume or select-epoch keeps
+    doing what they started with, and a run that logged its choice keeps it."""
+    from armseg.errors import ParameterError
+    from armseg.train.run import logged_config
+
+    old, _ = logged_config({"group": "g", "epochs": "4"})
+    assert old.keep_weights == "best"
+    new, _ = logged_config({"group": "g", "keep_weights": "last"})
+    assert new.keep_weights == "last" and TrainConfig(group="g").keep_weights == "last"
+    with pytest.raises(ParameterError, match="--keep-weights"):
+        TrainConfig(group="g", keep_weights="middle")

@@ -102,12 +102,12 @@ def test_cli_train_with_an_ini_logs_the_contract_and_registers_the_model(
     for fact in facts:
         assert fact in described, fact
 
-    # The kept weights: best_val_mean_iou is the top of the validation history, at best_epoch.
+    # The kept weights (the last epoch's by default): best_val_mean_iou and best_epoch name them.
     history = mlflow.MlflowClient().get_metric_history(run_id, "val_mean_iou")
-    top = max(history, key=lambda m: (m.value, -m.step))
+    last = max(history, key=lambda m: m.step)
     finished = mlflow.get_run(run_id)
-    assert finished.data.metrics["best_val_mean_iou"] == top.value
-    assert finished.data.metrics["best_epoch"] == top.step
+    assert finished.data.metrics["best_val_mean_iou"] == last.value
+    assert finished.data.metrics["best_epoch"] == last.step == 2
 
     # Lineage: the splits as MLflow dataset inputs named after the group.
     inputs = {i.tags[0].value if i.tags else None: i.dataset for i in finished.inputs.dataset_inputs}
@@ -141,8 +141,9 @@ def test_a_pruned_run_ends_killed_and_resume_finishes_it_like_an_uninterrupted_o
 
     result = resume(run.info.run_id)
     assert result.run_id == run.info.run_id and result.model_version == "1"
-    best = max(m.value for m in mlflow.MlflowClient().get_metric_history(result.run_id, "val_mean_iou"))
-    assert result.best_val_mean_iou == pytest.approx(best) and 0 <= result.test_mean_iou <= 1
+    history = mlflow.MlflowClient().get_metric_history(result.run_id, "val_mean_iou")
+    last = max(history, key=lambda m: m.step)  # the kept weights: the last epoch's, after the resume
+    assert result.best_val_mean_iou == pytest.approx(last.value) and 0 <= result.test_mean_iou <= 1
     db = store(tracking)
     for key in EPOCH_METRICS:
         assert metric_steps(db, result.run_id, key) == [1, 2, 3], key  # epoch 3 only, no repeats
@@ -255,3 +256,13 @@ def test_without_batch_norm_the_u_net_has_biases_and_no_normalisation_layers() -
     assert all(layer.use_bias for layer in plain.layers if layer.name.endswith(("_conv1", "_conv2")))
     assert any(layer.name.endswith("_bn1") for layer in normed.layers)
     assert plain.count_params() < normed.count_params()
+
+
+def test_the_kept_epoch_is_the_last_or_the_first_that_reached_the_best(tracking: str) -> None:
+    from armseg.train.run import _kept
+
+    with mlflow.start_run() as run:
+        for step, value in ((1, 0.5), (2, 0.9), (3, 0.9), (4, 0.8)):
+            mlflow.log_metric("val_mean_iou", value, step=step)
+    assert _kept(run.info.run_id, "last") == (0.8, 4)
+    assert _kept(run.info.run_id, "best") == (0.9, 2)

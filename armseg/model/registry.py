@@ -204,6 +204,7 @@ def describe(run: Run, made_by: str, study: str | None = None) -> str:
     return (f"U-Net for group {tags.get(GROUP_TAG, params.get('group', '?'))} on data root "
             f"{tags.get(DATA_ROOT_TAG, params.get('data_root', '?'))}, made by {how}. "
             f"Best val_mean_iou {best_text} at epoch {best_epoch} of {epochs_run} run "
+            f"(the kept weights: the {params.get('keep_weights', 'best')} epoch's) "
             f"(epochs {params.get('epochs', '?')}). Label map {_label_map_text(params)}. "
             f"Train run {run.info.run_id}.")
 

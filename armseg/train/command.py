@@ -54,6 +54,9 @@ HELP = {
                   "with a bias per convolution instead)",
     "patience": "epochs without a better val_mean_iou before stopping, counted from half the epochs on "
                 "(0 = never stop early)",
+    "keep_weights": "which epoch's weights become the model: last (the cosine-annealed end of training) "
+                    "or best (the highest val_mean_iou); best_epoch and best_val_mean_iou name the kept "
+                    "epoch",
     "random_transforms": "random flips, zoom, stretch, elastic warp, tilt, gain, offset, gamma, TGC ramp, "
                          "speckle, blur and crop of each training batch, drawn on the fly (true/false; not "
                          "the `armseg augment` copies)",

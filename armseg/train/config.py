@@ -31,6 +31,9 @@ OPENARM_ONLY_KEYS = ("models_dir", "max_to_keep", "ckpt_n_hours")
 # What to do with NaN or infinite voxels in a training scan: refuse the scan (naming it), or
 # replace them by 0 and log how many there were.
 NONFINITE_CHOICES = ("error", "replace")
+# Which epoch's weights the run logs as its model: the last (after the cosine has annealed the
+# rate) or the one with the best val_mean_iou (OpenArm's habit; the validation split is one scan).
+KEEP_WEIGHTS_CHOICES = ("last", "best")
 _RANGES = RandomTransforms()
 # The most neighbouring slices on each side `context` takes in as channels: beyond a few, the
 # neighbours are other anatomy, and every one more is a copy of the slice in memory and in a batch.
@@ -75,6 +78,7 @@ class TrainConfig:
     normalization: str = "slice"
     batch_norm: bool = True
     patience: int = 0
+    keep_weights: str = "last"
     random_transforms: bool = True
     rand_flip_prob: float = _RANGES.flip_prob
     rand_zoom: float = _RANGES.zoom
@@ -279,6 +283,8 @@ def _check(config: TrainConfig) -> None:
     if abs(sum(shares) - 100) > 1e-6:  # rescaling them silently would log numbers that were not used
         why = " + ".join(f"{share:g}" for share in shares) + f" = {sum(shares):g}, not 100"
         raise ParameterError(f"{', '.join(flag(n) for n in percents)}: {why}", percents, why)
+    if config.keep_weights not in KEEP_WEIGHTS_CHOICES:
+        raise bad("keep_weights", f"is not one of {', '.join(KEEP_WEIGHTS_CHOICES)}")
     if config.nonfinite not in NONFINITE_CHOICES:
         raise bad("nonfinite", f"is not one of {', '.join(NONFINITE_CHOICES)}")
     if not 0 < config.keep_percent <= 100:

@@ -125,6 +125,8 @@ def logged_config(params: dict[str, str]) -> tuple[TrainConfig, str | None]:
     values = {name: typed(name, params[name]) if params.get(name) not in (None, "None") else None
               for name in PARSERS if name in params}
     values = {k: v for k, v in values.items() if v is not None}
+    if "keep_weights" not in params:  # logged before the choice existed: those runs kept the best
+        values["keep_weights"] = "best"
     return TrainConfig(**_crops_as_logged(_percents_to_100(values))), params.get("precision_used")
 
 
@@ -186,9 +188,9 @@ def _train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callba
                           validation_data=SliceBatches(data.sets["val"], config.batch_size, False),
                           epochs=config.epochs, initial_epoch=state.epoch + 1,
                           callbacks=_callbacks(config, folder, state, extra_callbacks), verbose=2)
-            if (folder / BEST_WEIGHTS).exists():
+            if config.keep_weights == "best" and (folder / BEST_WEIGHTS).exists():
                 model.load_weights(folder / BEST_WEIGHTS)
-            best, best_epoch = _best(run.info.run_id)
+            best, best_epoch = _kept(run.info.run_id, config.keep_weights)
             test = _test(model, data, config.batch_size)
         unet = _inference_copy(model, config, policy)
         _log_learning_curve(run.info.run_id, config, best_epoch)
@@ -206,7 +208,8 @@ def _train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callba
         model_uri = (f"models:/{version.name}/{version.version}" if version is not None
                      else f"runs:/{run.info.run_id}/{MODEL_ARTIFACT}")
         test_score = test.get("mean_iou") if test else None
-        print(f"[armseg train] best val_mean_iou {best:.4f} (epoch {best_epoch})"
+        print(f"[armseg train] kept the {config.keep_weights} epoch's weights: val_mean_iou {best:.4f} "
+              f"(epoch {best_epoch})"
               + (f", test_mean_iou {test_score:.4f}" if test_score is not None else "")
               + f"; model {model_uri} (run {run.info.run_id})")
         return TrainResult(run_id=run.info.run_id, model_uri=model_uri,
@@ -355,14 +358,18 @@ def _test(model: keras.Model, data: GroupData, batch_size: int) -> dict[str, flo
     return {name: float(value) for name, value in scores.items()}
 
 
-def _best(run_id: str) -> tuple[float, int]:
-    """The best val_mean_iou and its epoch: the weights that were kept, from the run's history
-    (so a resumed run counts the epochs before its interruption too)."""
+def _kept(run_id: str, keep_weights: str) -> tuple[float, int]:
+    """The kept weights' val_mean_iou and epoch (logged as best_val_mean_iou and best_epoch), from
+    the run's history, so a resumed run counts the epochs before its interruption too: the last
+    epoch, or the first epoch that reached the best."""
     history = mlflow.MlflowClient().get_metric_history(run_id, MONITOR)
     if not history:
         return float("nan"), 0
-    best = max(history, key=lambda m: (m.value, -m.step))  # the first epoch that reached the best
-    return float(best.value), int(best.step)
+    if keep_weights == "last":
+        kept = max(history, key=lambda m: m.step)
+    else:
+        kept = max(history, key=lambda m: (m.value, -m.step))
+    return float(kept.value), int(kept.step)
 
 
 def _registered(run_id: str):
