@@ -337,7 +337,8 @@ def _callbacks(config: TrainConfig, folder: Path, state: TrainingState,
     if config.time_budget:
         budget = TimeBudget(config.time_budget * 60)
         callbacks += [budget, cosine_by_time(budget, config.learning_rate)]
-    callbacks.append(best_checkpoint(folder, state))
+    if config.keep_weights == "best":  # the last epoch's weights are the model itself at the end
+        callbacks.append(best_checkpoint(folder, state))
     if config.patience > 0:
         callbacks.append(ResumableEarlyStopping(config.patience, state, start=config.epochs // 2))
     if config.ckpt_n_epochs:
