@@ -2,12 +2,13 @@
 
     .venv/bin/python benchmarks/bench_epoch.py [--epochs 6] [--cache .bench_cache/accuracy]
 
-Trains armseg's defaults (the real `train`, MLflow run and callbacks included, into a scratch
-store) on the accuracy benchmark's independent group (benchmarks/independent_phantom.py, written
-once into the cache it shares with bench_accuracy.py, by its `prepare`) and splits each epoch
-after the first (which compiles) into the steps, the validation pass and the work the callbacks
-do after it (the best and resume checkpoints, the metrics, the heartbeat). The shares say what a
-fixed time budget could win by validating or checkpointing less: only what those two take.
+Trains armseg's defaults (the real `train`, MLflow run and callbacks included, into a scratch store)
+on the accuracy benchmark's independent group (benchmarks/independent_phantom.py, written once into
+the cache it shares with bench_accuracy.py, by its `prepare`) and splits each epoch after the first
+(which compiles) into the steps, the validation pass and the work the callbacks do after it (the
+resume checkpoint, with `--keep-weights best` a best one too, the metrics, the heartbeat). The
+shares say what a fixed time budget could win by validating or checkpointing less: only what those
+two take.
 """
 
 from __future__ import annotations
