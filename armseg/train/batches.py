@@ -39,8 +39,7 @@ class SliceBatches(keras.utils.PyDataset):
         super().__init__(workers=workers, use_multiprocessing=False)
         if len(slices) == 0:
             raise ValueError("no slices to batch")
-        self.images, self.labels = slices.images, slices.labels
-        self.channels = slices.channels
+        self.slices, self.images, self.labels = slices, slices.images, slices.labels
         self.batch_size = int(batch_size)
         self.training = training
         self.seed = int(seed)
@@ -56,8 +55,8 @@ class SliceBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int) -> tuple[np.ndarray]:
         indices = self.training_indices(self.epoch, index) if self.training else np.arange(
             index * self.batch_size, min((index + 1) * self.batch_size, len(self.images)))
-        batch = np.empty((indices.size, *self.labels.shape[1:], self.channels + 1), dtype=self.dtype)
-        batch[..., :-1] = self.images[indices].reshape(*batch.shape[:-1], self.channels)
+        batch = np.empty((indices.size, *self.labels.shape[1:], self.slices.channels + 1), dtype=self.dtype)
+        batch[..., :-1] = self.slices.with_channels(indices)
         batch[..., -1] = self.labels[indices]
         return (batch,)
 

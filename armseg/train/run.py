@@ -412,8 +412,7 @@ def _spread(count: int, picks: int = OVERLAY_SLICES) -> np.ndarray:
 def _log_overlays(model: keras.Model, val: SliceSet, config: TrainConfig) -> None:
     """Prediction (filled) over ground truth (outline) on a few validation slices."""
     picks = _spread(len(val))
-    inputs = val.images[picks].astype(np.float32).reshape(*val.labels[picks].shape, val.channels)
-    predicted = np.argmax(model.predict(inputs, verbose=0), axis=-1)
+    predicted = np.argmax(model.predict(val.with_channels(picks).astype(np.float32), verbose=0), axis=-1)
     figure = overlay_figure(val.middle(picks).astype(np.float32), val.labels[picks], predicted, picks,
                             config.label_mapping.foreground, config.group)
     mlflow.log_figure(figure, "overlays/val_overlays.png")
@@ -424,7 +423,6 @@ def _log_transform_examples(train_set: SliceSet, config: TrainConfig) -> None:
     picks = _spread(len(train_set))
     images, labels = augment_batch(train_set.images[picks], train_set.labels[picks], config.transforms,
                                    seed=config.seed)
-    middle = train_set.channels // 2
-    figure = transforms_figure(train_set.middle(picks), np.asarray(images)[..., middle], np.asarray(labels),
-                               picks, config.label_mapping.num_classes)
+    figure = transforms_figure(train_set.middle(picks), np.asarray(images)[..., train_set.channels // 2],
+                               np.asarray(labels), picks, config.label_mapping.num_classes)
     mlflow.log_figure(figure, "overlays/augmentation_examples.png")

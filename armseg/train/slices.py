@@ -40,10 +40,14 @@ class SliceSet:
     def channels(self) -> int:
         return int(self.images.shape[3]) if self.images.ndim == 4 else 1
 
+    def with_channels(self, picks: np.ndarray) -> np.ndarray:
+        """The picked slices as the network takes them, (n, H, W, channels), as stored."""
+        chosen = self.images[picks]
+        return chosen if chosen.ndim == 4 else chosen[..., np.newaxis]
+
     def middle(self, picks: np.ndarray) -> np.ndarray:
         """The picked slices themselves, (n, H, W), without their neighbours."""
-        chosen = self.images[picks]
-        return chosen[..., self.channels // 2] if chosen.ndim == 4 else chosen
+        return self.with_channels(picks)[..., self.channels // 2]
 
 
 def group_folder(config: TrainConfig) -> Path:
