@@ -8,6 +8,7 @@ raw intensities (float32, any scanner gain) and never needs to know how training
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers, regularizers
 
 from armseg.model.choices import NORMALIZATIONS
@@ -23,14 +24,23 @@ def build_unet(
     mean: float = 0.0,
     batch_norm: bool = True,
     channels: int = 1,
+    downsample: int = 1,
 ) -> keras.Model:
-    """Fully convolutional: any (H, W) divisible by 2**depth, softmax out. `channels` grey channels
-    in: the slice alone, or the slice between its neighbours along the arm (2.5D, `context`)."""
+    """Fully convolutional: any (H, W) divisible by `pad_multiple(depth, downsample)`, softmax out.
+    `channels` grey channels in: the slice alone, or the slice between its neighbours along the arm
+    (2.5D, `context`).
+
+    With `downsample` f > 1 the U-Net works on the slice averaged over f x f pixels and its class
+    scores are interpolated (bilinear) back to the slice's own pixels before the softmax: a step
+    costs about 1/f**2, each level sees f times as far, and the loss, the labels and every output
+    stay at the scan's resolution, so nothing outside the network changes."""
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
     regularizer = regularizers.L2(weight_decay) if weight_decay > 0 else None
     inputs = keras.Input(shape=(None, None, channels), name="image", dtype="float32")
     x = _normalize(inputs, normalization, mean)
+    if downsample > 1:
+        x = layers.AveragePooling2D(downsample, name="downsample")(x)
     skips = []
     for level in range(depth):
         x = _conv_block(x, base_filters * 2**level, regularizer, f"down{level}", batch_norm)
@@ -46,9 +56,30 @@ def build_unet(
         x = layers.Concatenate(name=f"skip{level}")([x, skips[level]])
         x = _conv_block(x, filters, regularizer, f"dec{level}", batch_norm)
     logits = layers.Conv2D(num_classes, 1, name="logits")(x)
+    if downsample > 1:
+        logits = _bilinear_upsampling(num_classes, downsample)(logits)
     # Float32 probabilities even under mixed precision: softmax and the loss need the range.
     outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(logits)
-    return keras.Model(inputs, outputs, name=f"unet_d{depth}_f{base_filters}")
+    suffix = f"_s{downsample}" if downsample > 1 else ""
+    return keras.Model(inputs, outputs, name=f"unet_d{depth}_f{base_filters}{suffix}")
+
+
+def _bilinear_upsampling(channels: int, factor: int) -> layers.Conv2DTranspose:
+    """A fixed transposed convolution that interpolates each channel bilinearly (pixel centres
+    aligned, as `keras.ops.image.resize`), `factor` times each way.
+
+    Not `UpSampling2D(interpolation="bilinear")`: under TensorFlow its graph fails once a second
+    slice size arrives (a height known, a width not), and predict meets every scan's size. Inside,
+    it equals the resize; on the outermost `factor` / 2 rows and columns the scores are scaled down
+    alike for every class (the argmax stays), where the slice is padding or its very edge.
+    """
+    size = 2 * factor
+    taps = 1.0 - np.abs(np.arange(size) - (size - 1) / 2) / factor
+    kernel = np.zeros((size, size, channels, channels), dtype="float32")
+    kernel[:, :, range(channels), range(channels)] = np.outer(taps, taps)[..., np.newaxis]
+    return layers.Conv2DTranspose(channels, size, strides=factor, padding="same", use_bias=False,
+                                  trainable=False, kernel_initializer=keras.initializers.Constant(kernel),
+                                  dtype="float32", name="upsample")
 
 
 def _normalize(inputs: keras.KerasTensor, normalization: str, mean: float) -> keras.KerasTensor:
@@ -75,6 +106,6 @@ def _conv_block(x: keras.KerasTensor, filters: int, regularizer: regularizers.Re
     return x
 
 
-def pad_multiple(depth: int) -> int:
+def pad_multiple(depth: int, downsample: int = 1) -> int:
     """In-plane sizes must be multiples of this for the poolings to invert exactly."""
-    return 2**depth
+    return downsample * 2**depth

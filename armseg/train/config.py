@@ -38,6 +38,8 @@ _RANGES = RandomTransforms()
 # The most neighbouring slices on each side `context` takes in as channels: beyond a few, the
 # neighbours are other anatomy, and every one more is a copy of the slice in memory and in a batch.
 MAX_CONTEXT = 4
+# The in-plane factors the U-Net may work at below the scan's resolution (`downsample`).
+DOWNSAMPLE_CHOICES = (1, 2, 4)
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class TrainConfig:
     base_filters: int = 16
     depth: int = 4
     context: int = 0
+    downsample: int = 1
     loss: str = "ce+dice"
     include_augmented: bool = True
     precision: str = "auto"
@@ -293,6 +296,8 @@ def _check(config: TrainConfig) -> None:
         raise bad("total_keep", "must be at least 1 (or None for no cap)")
     if not 0 <= config.context <= MAX_CONTEXT:
         raise bad("context", f"must be from 0 (one slice) to {MAX_CONTEXT} (neighbours on each side)")
+    if config.downsample not in DOWNSAMPLE_CHOICES:
+        raise bad("downsample", f"is not one of {', '.join(map(str, DOWNSAMPLE_CHOICES))}")
     if not 0 <= config.dropout < 1:
         raise bad("dropout", "must be in [0, 1)")
     if config.learning_rate <= 0 or config.weight_decay < 0:

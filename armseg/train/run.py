@@ -127,6 +127,8 @@ def logged_config(params: dict[str, str]) -> tuple[TrainConfig, str | None]:
     values = {k: v for k, v in values.items() if v is not None}
     if "keep_weights" not in params:  # logged before the choice existed: those runs kept the best
         values["keep_weights"] = "best"
+    if "downsample" not in params:  # logged before the choice existed: the U-Net worked at full resolution
+        values["downsample"] = 1
     return TrainConfig(**_crops_as_logged(_percents_to_100(values))), params.get("precision_used")
 
 
@@ -167,7 +169,7 @@ def _train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callba
         folder = Path(scratch)
         mlflow.set_tag(HEARTBEAT_TAG, beat())
         state = _restore(resume_run, folder) if resume_run else TrainingState()
-        data = load_group(config, pad_multiple(config.depth))
+        data = load_group(config, _pad(config))
         placement = training_placement()
         print(f"[armseg train] group {config.group} at {data.folder}: {data.split.summary()} "
               f"({data.split.mode}); {placement.backend} on {placement.describe()}, precision {policy}")
@@ -270,7 +272,7 @@ def compiled_trainer(config: TrainConfig, policy: str, steps_per_epoch: int) -> 
     """A fresh U-Net in its trainer (random transforms in the step), compiled as `train` compiles it."""
     with dtype_policy(policy):
         unet = _build(config)
-    model = training_model(unet, config.transforms, config.seed, pad_multiple(config.depth))
+    model = training_model(unet, config.transforms, config.seed, _pad(config))
     labels = config.label_mapping
     foreground = list(range(1, labels.num_classes))
     metrics = [keras.metrics.IoU(labels.num_classes, [index], sparse_y_pred=False, name=f"iou_{name}")
@@ -299,11 +301,16 @@ def _model(config: TrainConfig, policy: str, data: GroupData,
     return compiled_trainer(config, policy, data.steps_per_epoch(config.batch_size))
 
 
+def _pad(config: TrainConfig) -> int:
+    return pad_multiple(config.depth, config.downsample)
+
+
 def _build(config: TrainConfig) -> keras.Model:
     return build_unet(depth=config.depth, base_filters=config.base_filters,
                       num_classes=config.label_mapping.num_classes, dropout=config.dropout,
                       weight_decay=config.weight_decay, normalization=config.normalization,
-                      mean=config.mean, batch_norm=config.batch_norm, channels=2 * config.context + 1)
+                      mean=config.mean, batch_norm=config.batch_norm, channels=2 * config.context + 1,
+                      downsample=config.downsample)
 
 
 def inference_model(config: TrainConfig, policy: str) -> keras.Model:
@@ -315,7 +322,7 @@ def inference_model(config: TrainConfig, policy: str) -> keras.Model:
 
 def inference_info(config: TrainConfig) -> InferenceInfo:
     """What the logged model carries besides its weights (pad multiple, label map, slice axis, group)."""
-    return InferenceInfo(pad_multiple=pad_multiple(config.depth), label_map=config.label_mapping,
+    return InferenceInfo(pad_multiple=_pad(config), label_map=config.label_mapping,
                          slice_axis=config.slice_axis, group=config.group)
 
 
