@@ -4,7 +4,8 @@
 
 Each variant is armseg's own training (`compiled_trainer`: its U-Net in its trainer, uint8 batches,
 the random transforms in the step) with one train parameter changed from the defaults: no batch
-normalisation, no weight regulariser, the cross-entropy or Dice loss alone, 12 base filters, float32.
+normalisation, no weight regulariser, the cross-entropy or Dice loss alone, 12 base filters, float32,
+the U-Net at the slice's full resolution.
 They take turns for `--rounds` rounds, so a busy machine slows all alike; each keeps its best epoch,
 the first (compiling) never timed. What a variant buys in accuracy is `bench_accuracy.py`'s to say
 (`--train-args "--batch-norm false"`); this prints what it costs, as slices/s and as the ratio to
@@ -34,6 +35,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "--loss dice": {"loss": "dice"},
     "--base-filters 12": {"base_filters": 12},
     "--precision float32": {"precision": "float32"},
+    "--downsample 1": {"downsample": 1},
 }
 
 

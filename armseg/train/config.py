@@ -53,13 +53,13 @@ class TrainConfig:
     group: str
     data_root: str = "data"
     training_data_dir: str | None = None
-    epochs: int = 32
+    epochs: int = 20
     time_budget: float | None = None
     batch_size: int = 8
     train_percent: float = 85.0
     val_percent: float = 15.0
     test_percent: float = 0.0
-    keep_percent: float = 50.0
+    keep_percent: float = 100.0
     total_keep: int | None = None
     mean: float = 0.0
     weight_decay: float = 1e-6
@@ -69,7 +69,7 @@ class TrainConfig:
     base_filters: int = 16
     depth: int = 4
     context: int = 0
-    downsample: int = 1
+    downsample: int = 2
     loss: str = "ce+dice"
     include_augmented: bool = True
     precision: str = "auto"
