@@ -79,7 +79,7 @@ def plain_model(config: TrainConfig, policy: str, steps: int) -> keras.Model:
     """The same U-Net compiled as armseg compiles it, without the trainer around it."""
     with dtype_policy(policy):
         model = build_unet(depth=config.depth, base_filters=config.base_filters, dropout=config.dropout,
-                           weight_decay=config.weight_decay)
+                           weight_decay=config.weight_decay, downsample=config.downsample)
     iou = [keras.metrics.IoU(3, [i], sparse_y_pred=False, name=f"iou_{i}") for i in (1, 2)]
     iou.append(keras.metrics.IoU(3, [1, 2], sparse_y_pred=False, name="mean_iou"))
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps * config.epochs, alpha=0.05)

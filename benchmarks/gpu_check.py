@@ -191,7 +191,7 @@ def main() -> int:
     policy = resolve_precision(args.precision)
     probe = TrainConfig(group="group_gpu", data_root=str(root), epochs=args.epochs,
                         batch_size=args.batch_size, keep_percent=100.0)
-    data = load_group(probe, pad_multiple(probe.depth), progress=False)
+    data = load_group(probe, pad_multiple(probe.depth, probe.downsample), progress=False)
     slices_per_epoch = data.steps_per_epoch(probe.batch_size) * probe.batch_size
     plain_fit = PlainFit(probe, policy, data.sets["train"])
     timed = max(1, args.epochs - 1)
