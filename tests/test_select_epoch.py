@@ -43,7 +43,7 @@ def test_every_nth_epoch_is_logged_and_a_chosen_one_becomes_a_version(tracking: 
     assert "val_mean_iou" in run.data.metrics
 
     model, info = load_unet(selected.model_uri)  # a complete model, with train's inference metadata
-    assert info.label_map == OPENARM_ALL_LABEL_MAP and info.group == "group_1_2" and info.pad_multiple == 4
+    assert info.label_map == OPENARM_ALL_LABEL_MAP and info.group == "group_1_2" and info.pad_multiple == 8
     weights = mlflow.artifacts.download_artifacts(run_id=result.run_id, dst_path=str(tmp_path),
                                                   artifact_path="checkpoints/epoch_2/model.weights.h5")
     expected = inference_model(config, "float32")

@@ -120,7 +120,7 @@ def test_cli_train_with_an_ini_logs_the_contract_and_registers_the_model(
     assert artifact_paths(run_id) == FINAL_ARTIFACTS
     assert checkpoint_names(run_id) == ["last.keras", "state.json"]
     model, info = load_unet(f"models:/{REGISTERED_MODEL}/{version}")
-    assert (info.pad_multiple, info.group, info.slice_axis) == (4, "group_1_2", 2)
+    assert (info.pad_multiple, info.group, info.slice_axis) == (8, "group_1_2", 2)  # 2 x 2**depth
     probabilities = model.predict(np.full((1, 48, 64, 1), 90, np.float32), verbose=0)
     assert probabilities.shape == (1, 48, 64, 3) and probabilities.dtype == np.float32
     signature = mlflow.models.get_model_info(f"models:/{REGISTERED_MODEL}/{version}").signature
