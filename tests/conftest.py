@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import mlflow
+import nibabel as nib
+import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -82,3 +85,30 @@ def tiny_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tree") / "data"
     write_tree(out, subjects=3, seed=0, size=TINY_SIZE, slices=TINY_SLICES)
     return out
+
+
+class TinyTraining(NamedTuple):
+    """A tiny model trained and used: its train run, its predictions of SubC and one SubC scan."""
+
+    run: mlflow.entities.Run
+    predictions: list[Path]
+    scan: np.ndarray
+
+
+@pytest.fixture
+def train_and_predict(tracking: str, tiny_tree: Path, tmp_path: Path) -> Callable[..., TinyTraining]:
+    """Train `group_1_1` of a copy of the tiny tree for one epoch with `flags` added (registered as
+    armseg-unet version 1), then predict SubC with it: what a train option must survive end to end."""
+    def train_then_predict(*flags: str) -> TinyTraining:
+        from armseg.cli import main
+
+        root = shutil.copytree(tiny_tree, tmp_path / "data")
+        assert main(["train", "--data-root", str(root), "--group", "group_1_1", "--epochs", "1",
+                     "--depth", "2", "--base-filters", "4", "--precision", "float32", *flags]) == 0
+        (run,) = mlflow.search_runs(output_format="list")
+        assert main(["predict", "--data-root", str(root), "--model", "group_1_1 models:/armseg-unet/1",
+                     "--subjects", "SubC", "--batch-size", "4"]) == 0
+        scan = np.asarray(nib.load(next(root.rglob("SubC/**/*_volume.nii"))).dataobj)
+        return TinyTraining(run, sorted(root.rglob("*_pred_seg.nii")), scan)
+
+    return train_then_predict

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -11,7 +11,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from armseg.cli import main
 from armseg.errors import ParameterError
 from armseg.model.pyfunc import classify_volume, input_channels
 from armseg.train.config import TrainConfig
@@ -90,19 +89,12 @@ def test_predicting_gives_a_context_network_each_slice_between_its_neighbours() 
 
 
 @pytest.mark.slow
-def test_train_with_context_logs_it_and_predict_feeds_the_neighbours(tracking: str, tiny_tree: Path,
-                                                                     tmp_path: Path) -> None:
-    root = shutil.copytree(tiny_tree, tmp_path / "data")
-    assert main(["train", "--data-root", str(root), "--group", "group_1_1", "--epochs", "1", "--depth", "2",
-                 "--base-filters", "4", "--precision", "float32", "--context", "1"]) == 0
-    (run,) = mlflow.search_runs(output_format="list")
-    assert run.data.params["context"] == "1"
-    assert main(["predict", "--data-root", str(root), "--model", "group_1_1 models:/armseg-unet/1",
-                 "--subjects", "SubC", "--batch-size", "4"]) == 0
-    predictions = sorted(root.rglob("*_pred_seg.nii"))
-    assert len(predictions) == 12
-    scan = np.asarray(nib.load(next(root.rglob("SubC/**/*_volume.nii"))).dataobj)
-    assert nib.load(predictions[0]).shape[:3] == scan.shape[:3]
+def test_train_with_context_logs_it_and_predict_feeds_the_neighbours(train_and_predict: Callable) -> None:
+    trained = train_and_predict("--context", "1")
+    assert trained.run.data.params["context"] == "1"
+    assert len(trained.predictions) == 12
+    scan = trained.scan
+    assert nib.load(trained.predictions[0]).shape[:3] == scan.shape[:3]
     served = mlflow.pyfunc.load_model("models:/armseg-unet/1")  # no armseg needed: the neighbours too
     labels = served.predict(scan[:, :, :5], params={"slice_vote": 1})
     assert labels.shape == scan[:, :, :5].shape

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
+from collections.abc import Callable
 
 import keras
-import mlflow
 import nibabel as nib
 import numpy as np
 import pytest
 
-from armseg.cli import main
 from armseg.errors import ParameterError
 from armseg.model.pyfunc import classify_slices
 from armseg.model.registry import load_unet
@@ -63,20 +60,12 @@ def test_slices_of_one_size_after_another_come_back_at_their_own_sizes() -> None
 
 
 @pytest.mark.slow
-def test_train_downsampled_logs_it_and_predict_writes_the_scans_grid(tracking: str, tiny_tree: Path,
-                                                                     tmp_path: Path) -> None:
-    root = shutil.copytree(tiny_tree, tmp_path / "data")
-    assert main(["train", "--data-root", str(root), "--group", "group_1_1", "--epochs", "1", "--depth", "2",
-                 "--base-filters", "4", "--precision", "float32", "--downsample", "2"]) == 0
-    (run,) = mlflow.search_runs(output_format="list")
-    assert run.data.params["downsample"] == "2"
+def test_train_downsampled_logs_it_and_predict_writes_the_scans_grid(train_and_predict: Callable) -> None:
+    trained = train_and_predict("--downsample", "2")
+    assert trained.run.data.params["downsample"] == "2"
     network, info = load_unet("models:/armseg-unet/1")
     assert info.pad_multiple == 8 and network.get_layer("upsample") is not None
-    assert main(["predict", "--data-root", str(root), "--model", "group_1_1 models:/armseg-unet/1",
-                 "--subjects", "SubC", "--batch-size", "4"]) == 0
-    predictions = sorted(root.rglob("*_pred_seg.nii"))
-    scan = np.asarray(nib.load(next(root.rglob("SubC/**/*_volume.nii"))).dataobj)
-    assert predictions and nib.load(predictions[0]).shape[:3] == scan.shape[:3]
+    assert trained.predictions and nib.load(trained.predictions[0]).shape[:3] == trained.scan.shape[:3]
 
 
 def test_a_run_logged_before_downsample_resumes_at_full_resolution() -> None:
