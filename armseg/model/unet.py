@@ -31,9 +31,9 @@ def build_unet(
     (2.5D, `context`).
 
     With `downsample` f > 1 the U-Net works on the slice averaged over f x f pixels and its class
-    scores are interpolated (bilinear) back to the slice's own pixels before the softmax: a step
-    costs about 1/f**2, each level sees f times as far, and the loss, the labels and every output
-    stay at the scan's resolution, so nothing outside the network changes."""
+    scores are interpolated (bilinear) back to the slice's own pixels before the softmax: the
+    convolutions see 1/f**2 of the pixels and each level sees f times as far, and the loss, the
+    labels and every output stay at the scan's resolution, so nothing outside the network changes."""
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
     regularizer = regularizers.L2(weight_decay) if weight_decay > 0 else None

@@ -33,12 +33,12 @@ HELP = {
                     "step new = m x old + (1 - m) x current (Keras's use_ema; 0 = the raw weights)",
     "dropout": "dropout rate at the bottom of the U-Net",
     "base_filters": "filters of the first level, doubling per level (OpenArm: 64)",
-    "depth": "poolings; slices are padded to multiples of 2**depth (OpenArm: 5)",
+    "depth": "poolings; slices are padded to multiples of downsample x 2**depth (OpenArm: 5)",
     "context": "neighbouring slices on each side given to the network as more input channels (2.5D; "
                "0 = the slice alone): the network sees the arm's third dimension",
     "downsample": "the U-Net works at 1/f of the scan's in-plane resolution (1, 2 or 4): the slice is "
                   "averaged over f x f pixels going in and the class scores interpolated back to every "
-                  "pixel coming out; a step costs about 1/f^2 and the network sees f times as far",
+                  "pixel coming out; the convolutions see 1/f^2 of the pixels and f times as far",
     "loss": "ce, dice or ce+dice (sparse: integer labels, no one-hot)",
     "include_augmented": "train on the group's augmented copies (*_ed, *_rot*) too (true/false)",
     "precision": "float32, mixed_bfloat16 or auto (bf16 where AMX/AVX512-BF16 or a bf16 GPU exists)",
